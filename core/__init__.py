@@ -1,0 +1,45 @@
+"""The gateway's shared core. Hosts (Functions, local server, gRPC) use only what is listed here."""
+
+from ._build import build_gateway
+from ._config import SecretSource, load_settings
+from ._conversation import parse_conversation
+from ._errors import (
+    ConfigurationError,
+    GatewayError,
+    InvalidRequest,
+    PayloadTooLarge,
+    RateLimited,
+    Unauthenticated,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from ._gateway import ChatStream, Gateway
+from ._ports import ChatMessage, Completion, MemoryStateStore, StateStore, Usage
+from ._settings import Settings
+from ._tenants import resolve_tenant
+
+__all__ = [
+    "ChatMessage",
+    "ChatStream",
+    "Completion",
+    "ConfigurationError",
+    "Gateway",
+    "GatewayError",
+    "InvalidRequest",
+    "MemoryStateStore",
+    "PayloadTooLarge",
+    "RateLimited",
+    "SecretSource",
+    "Settings",
+    "StateStore",
+    "Unauthenticated",
+    "UpstreamError",
+    "UpstreamTimeout",
+    "UpstreamUnavailable",
+    "Usage",
+    "build_gateway",
+    "load_settings",
+    "parse_conversation",
+    "resolve_tenant",
+]

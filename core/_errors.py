@@ -1,0 +1,72 @@
+"""The gateway's exception tree.
+
+Every failure a host can see is one of these; foreign exceptions (openai, azure, httpx, ...)
+are translated at the seam that calls the foreign library. Each host keeps one table from
+these classes to HTTP status / gRPC status code.
+
+    GatewayError                     detail: str (safe to show a caller; never a secret)
+    ├── ConfigurationError           invalid settings; raised at start-up, names the key
+    ├── InvalidRequest               the caller's input is wrong                 -> 400 / INVALID_ARGUMENT
+    │   └── PayloadTooLarge          body over the configured limit              -> 413 / INVALID_ARGUMENT
+    ├── Unauthenticated              missing or invalid credentials              -> 401 / UNAUTHENTICATED
+    ├── RateLimited                  a limit stops the call; retry_after seconds -> 429 / RESOURCE_EXHAUSTED
+    └── UpstreamError                Azure OpenAI failed                          -> 502 / UNAVAILABLE
+        ├── UpstreamUnavailable      no instance reachable or all cooling down   -> 503 / UNAVAILABLE
+        └── UpstreamTimeout          the upstream did not answer in time          -> 504 / DEADLINE_EXCEEDED
+"""
+
+from __future__ import annotations
+
+
+class GatewayError(Exception):
+    """Base class. ``detail`` is a sentence a person can act on."""
+
+    title = "Gateway error"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class ConfigurationError(GatewayError):
+    title = "Invalid configuration"
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{key}: {problem}")
+        self.key = key
+
+
+class InvalidRequest(GatewayError):
+    title = "Invalid request"
+
+
+class PayloadTooLarge(InvalidRequest):
+    title = "Request body too large"
+
+
+class Unauthenticated(GatewayError):
+    title = "Unauthenticated"
+
+
+class RateLimited(GatewayError):
+    title = "Too many requests"
+
+    def __init__(self, detail: str, retry_after: float) -> None:
+        super().__init__(detail)
+        self.retry_after = max(0.0, retry_after)
+
+
+class UpstreamError(GatewayError):
+    title = "Upstream error"
+
+
+class UpstreamUnavailable(UpstreamError):
+    title = "Upstream unavailable"
+
+    def __init__(self, detail: str, retry_after: float | None = None) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
+class UpstreamTimeout(UpstreamError):
+    title = "Upstream timeout"

@@ -1,0 +1,191 @@
+"""The gateway: route, call Azure OpenAI with failover, count every token per tenant."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import Protocol, TypeVar
+
+from prometheus_client import CollectorRegistry
+
+from ._conversation import truncate, with_system_prompt
+from ._errors import (
+    GatewayError,
+    RateLimited,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from ._metrics import GatewayMetrics
+from ._ports import ChatMessage, Completion, Method, StateStore, Usage
+from ._routing import Router
+from ._settings import Settings
+from ._tokens import count_prompt, count_text
+from ._upstream import Upstream, UpstreamStream
+
+log = logging.getLogger("core.gateway")
+
+DEFAULT_CONTEXT_TOKENS = 4096  # the C# sample's default when ChatCompletionsOptions:MaxTokens is unset
+T = TypeVar("T")
+
+
+class Background(Protocol):
+    """Something that runs beside the gateway (the metrics pusher)."""
+
+    async def start(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class Gateway:
+    def __init__(
+        self,
+        settings: Settings,
+        upstreams: Mapping[str, Upstream],
+        router: Router,
+        metrics: GatewayMetrics,
+        registry: CollectorRegistry,
+        store: StateStore,
+        background: Sequence[Background] = (),
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.metrics = metrics
+        self._upstreams = dict(upstreams)
+        self._router = router
+        self._store = store
+        self._background = tuple(background)
+        self._started = False
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        for task in self._background:
+            await task.start()
+
+    def echo(self, tenant: str, value: int) -> str:
+        return f"tenant: {tenant} value: {value}"
+
+    async def chat(self, tenant: str, messages: Sequence[ChatMessage]) -> Completion:
+        async def call(upstream: Upstream, prompt: tuple[ChatMessage, ...], retry: bool) -> Completion:
+            reply = await upstream.complete(prompt, retry=retry)
+            usage = reply.usage or Usage(count_prompt(prompt), count_text(reply.text))
+            return Completion(reply.text, upstream.name, usage, reply.usage is not None)
+
+        completion = await self._with_failover(tenant, messages, call)
+        self.metrics.tokens.record(completion.instance, tenant, "chat", completion.usage)
+        return completion
+
+    async def open_stream(self, tenant: str, messages: Sequence[ChatMessage]) -> ChatStream:
+        async def call(upstream: Upstream, prompt: tuple[ChatMessage, ...], retry: bool) -> ChatStream:
+            stream = await upstream.open_stream(prompt, retry=retry)
+            return ChatStream(self, tenant, upstream.name, prompt, stream)
+
+        return await self._with_failover(tenant, messages, call)
+
+    def record(self, instance: str, tenant: str, method: Method, usage: Usage) -> None:
+        self.metrics.tokens.record(instance, tenant, method, usage)
+
+    async def aclose(self) -> None:
+        for task in self._background:
+            await task.aclose()
+        await asyncio.gather(*(u.aclose() for u in self._upstreams.values()))
+        await self._store.aclose()
+
+    async def _with_failover(
+        self,
+        tenant: str,
+        messages: Sequence[ChatMessage],
+        call: Callable[[Upstream, tuple[ChatMessage, ...], bool], Awaitable[T]],
+    ) -> T:
+        candidates = await self._router.candidates(tenant)
+        if not candidates:
+            raise UpstreamUnavailable(
+                "no Azure OpenAI instance is configured; set AzureOpenAI:Services:<Name>:Endpoint"
+            )
+        last: GatewayError | None = None
+        for position, name in enumerate(candidates):
+            upstream = self._upstreams.get(name)
+            if upstream is None:
+                raise UpstreamUnavailable(
+                    f"tenant '{tenant}' is mapped to instance '{name}', which has no endpoint or "
+                    "credentials configured"
+                )
+            prompt = self._prepare(messages, upstream)
+            is_last = position == len(candidates) - 1
+            try:
+                return await call(upstream, prompt, is_last)
+            except (RateLimited, UpstreamUnavailable) as exc:
+                self._note_failure(name, exc)
+                last = exc
+            except UpstreamTimeout:
+                self.metrics.upstream_failures.labels(name.lower(), "timeout").inc()
+                raise  # the upstream may have done the work: never run it twice
+            except UpstreamError as exc:
+                self._note_failure(name, exc)
+                last = exc
+        assert last is not None
+        raise last
+
+    def _note_failure(self, name: str, exc: GatewayError) -> None:
+        reason = type(exc).__name__.lower()
+        self.metrics.upstream_failures.labels(name.lower(), reason).inc()
+        wait = getattr(exc, "retry_after", None)
+        cooldown = self.settings.gateway.unhealthy_cooldown_seconds
+        self._router.cool_down(name, wait if isinstance(wait, float) else cooldown)
+        log.warning("instance %s failed (%s); trying the next one if any", name, reason)
+
+    def _prepare(self, messages: Sequence[ChatMessage], upstream: Upstream) -> tuple[ChatMessage, ...]:
+        with_prompt = with_system_prompt(messages, self.settings.azure_openai.system_prompt)
+        context = self.settings.chat_completions_options.max_tokens or DEFAULT_CONTEXT_TOKENS
+        return truncate(with_prompt, context - upstream.settings.max_response_tokens)
+
+
+class ChatStream:
+    """Text deltas of one streamed completion. Always ``aclose()`` it; tokens are counted once."""
+
+    def __init__(
+        self,
+        gateway: Gateway,
+        tenant: str,
+        instance: str,
+        prompt: tuple[ChatMessage, ...],
+        upstream: UpstreamStream,
+    ) -> None:
+        self.instance = instance
+        self.completion: Completion | None = None
+        self._gateway = gateway
+        self._tenant = tenant
+        self._prompt = prompt
+        self._upstream = upstream
+        self._parts: list[str] = []
+        self._usage: Usage | None = None
+        self._closed = False
+
+    async def __aiter__(self) -> AsyncIterator[str]:
+        async for event in self._upstream:
+            if event.usage is not None:
+                self._usage = event.usage
+            if event.text:
+                self._parts.append(event.text)
+                yield event.text
+        self._finish()
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await self._upstream.aclose()
+        finally:
+            self._finish()
+
+    def _finish(self) -> None:
+        if self.completion is not None:
+            return
+        text = "".join(self._parts)
+        usage = self._usage or Usage(count_prompt(self._prompt), count_text(text))
+        self.completion = Completion(text, self.instance, usage, self._usage is not None)
+        self._gateway.record(self.instance, self._tenant, "stream", usage)

@@ -1,0 +1,162 @@
+"""Token metrics under the C# sample's names, plus request counters, on an injectable registry.
+
+prometheus-client registers a counter ``x_total`` under the family name ``x``, which collides with
+the histogram ``x``. The nine token families therefore come from one custom collector that emits
+exactly the exposed names dashboards query:
+
+    gauge      openai_{prompt,completion,total}_tokens_processed   (last request's tokens)
+    counter    openai_{prompt,completion,total}_tokens_total
+    histogram  openai_{prompt,completion,total}_tokens             (linear buckets from settings)
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+
+from ._ports import Method, Usage
+from ._settings import HistogramSettings, PrometheusSettings
+
+LABELS = ("openai_name", "tenant_name", "method_name")
+KINDS = ("prompt", "completion", "total")
+_HISTOGRAM_KEYS = {"prompt": "prompttokens", "completion": "completiontokens", "total": "totaltokens"}
+
+
+def linear_buckets(spec: HistogramSettings) -> tuple[float, ...]:
+    return tuple(spec.start + spec.width * i for i in range(spec.count))
+
+
+@dataclass
+class _Series:
+    last: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    totals: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    buckets: list[list[int]] = field(default_factory=list)  # per kind, cumulative on export
+    sums: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    count: int = 0
+
+
+class TokenCollector:
+    """Per (instance, tenant, method) token series; thread-safe (scrapes may come from a thread)."""
+
+    def __init__(self, settings: PrometheusSettings, known_tenants: Iterable[str] = ()) -> None:
+        self._bounds = tuple(linear_buckets(settings.histograms[_HISTOGRAM_KEYS[k]]) for k in KINDS)
+        self._series: dict[tuple[str, str, str], _Series] = {}
+        self._lock = threading.Lock()
+        self._fold = settings.fold_unknown_tenants
+        self._known = frozenset(t.lower() for t in (*known_tenants, *settings.known_tenants))
+        self._other = settings.unknown_tenant_label.lower()
+
+    def tenant_label(self, tenant: str) -> str:
+        if self._fold and tenant not in self._known:
+            return self._other
+        return tenant
+
+    def record(self, instance: str, tenant: str, method: Method, usage: Usage) -> None:
+        values = (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens)
+        key = (instance.lower(), self.tenant_label(tenant.lower()), method)
+        with self._lock:
+            series = self._series.get(key)
+            if series is None:
+                series = _Series(buckets=[[0] * (len(b) + 1) for b in self._bounds])
+                self._series[key] = series
+            series.count += 1
+            for i, value in enumerate(values):
+                series.last[i] = value
+                series.totals[i] += value
+                series.sums[i] += value
+                series.buckets[i][_bucket_index(self._bounds[i], value)] += 1
+
+    def describe(self) -> list[Metric]:
+        return list(self._families({}))
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            snapshot = {k: _copy(v) for k, v in self._series.items()}
+        return self._families(snapshot)
+
+    def _families(self, snapshot: dict[tuple[str, str, str], _Series]) -> Iterator[Metric]:
+        for i, kind in enumerate(KINDS):
+            gauge = GaugeMetricFamily(
+                f"openai_{kind}_tokens_processed",
+                f"Number of {kind} tokens of the last request processed by Azure OpenAI.",
+                labels=LABELS,
+            )
+            counter = CounterMetricFamily(
+                f"openai_{kind}_tokens",
+                f"Total number of {kind} tokens processed by Azure OpenAI.",
+                labels=LABELS,
+            )
+            histogram = HistogramMetricFamily(
+                f"openai_{kind}_tokens",
+                f"The distribution of {kind} tokens per request processed by Azure OpenAI.",
+                labels=LABELS,
+            )
+            for labels, series in snapshot.items():
+                gauge.add_metric(labels, series.last[i])
+                counter.add_metric(labels, series.totals[i])
+                histogram.add_metric(labels, _cumulative(self._bounds[i], series.buckets[i]),
+                                     series.sums[i])
+            yield gauge
+            yield counter
+            yield histogram
+
+
+def _bucket_index(bounds: tuple[float, ...], value: float) -> int:
+    for i, bound in enumerate(bounds):
+        if value <= bound:
+            return i
+    return len(bounds)
+
+
+def _cumulative(bounds: tuple[float, ...], counts: list[int]) -> list[tuple[str, float]]:
+    running = 0
+    out: list[tuple[str, float]] = []
+    for bound, count in zip((*[_fmt(b) for b in bounds], "+Inf"), counts, strict=True):
+        running += count
+        out.append((bound, float(running)))
+    return out
+
+
+def _fmt(bound: float) -> str:
+    return repr(float(bound))
+
+
+def _copy(series: _Series) -> _Series:
+    return _Series(list(series.last), list(series.totals), [list(b) for b in series.buckets],
+                   list(series.sums), series.count)
+
+
+class GatewayMetrics:
+    """Everything the gateway records, registered on one registry."""
+
+    def __init__(
+        self, settings: PrometheusSettings, registry: CollectorRegistry, known_tenants: Iterable[str]
+    ) -> None:
+        self.tokens = TokenCollector(settings, known_tenants)
+        registry.register(self.tokens)
+        self.requests = Counter(
+            "gateway_requests", "Requests handled by the gateway, by route and status.",
+            ("route", "status"), registry=registry,
+        )
+        self.latency = Histogram(
+            "gateway_request_duration_seconds", "Time to answer a request (streams: to the end).",
+            ("route",), registry=registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+        )
+        self.upstream_failures = Counter(
+            "gateway_upstream_failures", "Failed calls to an Azure OpenAI instance, by reason.",
+            ("openai_name", "reason"), registry=registry,
+        )
+
+    def observe_request(self, route: str, status: int | str, seconds: float) -> None:
+        self.requests.labels(route, str(status)).inc()
+        self.latency.labels(route).observe(seconds)

