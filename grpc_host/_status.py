@@ -1,0 +1,59 @@
+"""The one table from the gateway's errors to gRPC status codes (design.md).
+
+    InvalidRequest (incl. PayloadTooLarge) -> INVALID_ARGUMENT
+    Unauthenticated                        -> UNAUTHENTICATED
+    RateLimited                            -> RESOURCE_EXHAUSTED  (+ retry-after trailers)
+    UpstreamTimeout                        -> DEADLINE_EXCEEDED
+    UpstreamUnavailable, UpstreamError     -> UNAVAILABLE         (+ retry-after when known)
+    any other GatewayError                 -> INTERNAL
+
+The details string is the error's ``detail``: written for a person, never a secret.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import grpc
+
+from core import (
+    GatewayError,
+    InvalidRequest,
+    RateLimited,
+    Unauthenticated,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+
+# Most specific first: the first matching class wins.
+_TABLE: tuple[tuple[type[GatewayError], grpc.StatusCode], ...] = (
+    (InvalidRequest, grpc.StatusCode.INVALID_ARGUMENT),
+    (Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
+    (RateLimited, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (UpstreamTimeout, grpc.StatusCode.DEADLINE_EXCEEDED),
+    (UpstreamUnavailable, grpc.StatusCode.UNAVAILABLE),
+    (UpstreamError, grpc.StatusCode.UNAVAILABLE),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RpcFailure:
+    code: grpc.StatusCode
+    details: str
+    trailers: tuple[tuple[str, str], ...]
+
+
+def failure_for(error: GatewayError) -> RpcFailure:
+    """The status, details and trailing metadata that tell a caller what went wrong."""
+    code = next((c for cls, c in _TABLE if isinstance(error, cls)), grpc.StatusCode.INTERNAL)
+    retry_after = getattr(error, "retry_after", None)
+    trailers: tuple[tuple[str, str], ...] = ()
+    if isinstance(retry_after, (int, float)) and retry_after >= 0:
+        # Same meaning as HTTP Retry-After (whole seconds) plus Azure's millisecond variant.
+        trailers = (
+            ("retry-after", str(math.ceil(retry_after))),
+            ("retry-after-ms", str(math.ceil(retry_after * 1000))),
+        )
+    return RpcFailure(code, error.detail, trailers)
