@@ -33,11 +33,21 @@ class SimulatorServer:
         self._port = 0
 
     # -- lifecycle -------------------------------------------------------------------------
-    async def start(self, host: str = "127.0.0.1", port: int = 0, access_log: bool = False) -> None:
-        """Bind and serve in the running event loop; ``port=0`` picks a free port."""
+    async def start(
+        self, host: str = "127.0.0.1", port: int = 0, access_log: bool = False, shutdown_timeout: float = 5.0
+    ) -> None:
+        """Bind and serve in the running event loop; ``port=0`` picks a free port.
+
+        ``stop()`` waits up to ``shutdown_timeout`` seconds for requests in flight.
+        """
         if self._runner is not None:
             raise RuntimeError("simulator already started")
-        runner = web.AppRunner(self.build_app(), access_log=log if access_log else None, handle_signals=False)
+        runner = web.AppRunner(
+            self.build_app(),
+            access_log=log if access_log else None,
+            handle_signals=False,
+            shutdown_timeout=shutdown_timeout,
+        )
         await runner.setup()
         site = web.TCPSite(runner, host, port, backlog=1024)
         try:
