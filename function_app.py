@@ -1,0 +1,38 @@
+"""Azure Functions host (Python v2 model): registers the HTTP triggers, nothing else.
+
+Every trigger uses the FastAPI extension's Request/Response types (required for streaming) and
+delegates to the handlers shared with the local server (``http_api``).
+"""
+
+import azure.functions as func
+from azurefunctions.extensions.http.fastapi import Request, Response, StreamingResponse
+
+from http_api import LazyGateway, RestHandlers, settings_from_environment
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+handlers = RestHandlers(LazyGateway(settings_from_environment))
+
+
+@app.route(route="openai/echo", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+async def echo(req: Request) -> Response:
+    return await handlers.echo(req)
+
+
+@app.route(route="openai/chat", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+async def chat(req: Request) -> Response:
+    return await handlers.chat(req)
+
+
+@app.route(route="openai/stream", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+async def stream(req: Request) -> StreamingResponse:
+    return await handlers.stream(req)
+
+
+@app.route(route="metrics", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+async def metrics(req: Request) -> Response:
+    return await handlers.metrics(req)
+
+
+@app.route(route="healthz", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+async def healthz(req: Request) -> Response:
+    return await handlers.healthz(req)

@@ -1,0 +1,16 @@
+"""The REST host: handlers shared by Azure Functions and the local uvicorn server."""
+
+from ._handlers import RestHandlers
+from ._problems import problem, problem_for, status_for
+from ._runtime import LazyGateway, settings_from_environment
+from .app import create_app
+
+__all__ = [
+    "LazyGateway",
+    "RestHandlers",
+    "create_app",
+    "problem",
+    "problem_for",
+    "settings_from_environment",
+    "status_for",
+]

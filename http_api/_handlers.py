@@ -1,0 +1,194 @@
+"""REST handlers shared by the Azure Functions app and the local uvicorn server.
+
+Each handler takes a FastAPI ``Request`` and returns a ``Response`` (the types the Functions
+FastAPI extension passes), translates HTTP <-> core, and nothing more.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import orjson
+from fastapi import Request, Response
+from fastapi.responses import PlainTextResponse, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from core import (
+    ChatMessage,
+    ChatStream,
+    Gateway,
+    GatewayError,
+    InvalidRequest,
+    PayloadTooLarge,
+    parse_conversation,
+    resolve_tenant,
+)
+
+from ._problems import problem, problem_for, status_for
+
+log = logging.getLogger("http_api")
+
+GatewayProvider = Callable[[], Awaitable[Gateway]]
+JSON_TYPES = ("application/json", "text/json")
+
+
+class RestHandlers:
+    """The REST contract of design.md over one gateway (built lazily by ``provider``)."""
+
+    def __init__(self, provider: GatewayProvider) -> None:
+        self._provider = provider
+
+    async def echo(self, request: Request) -> Response:
+        gateway = await self._provider()
+        started = time.perf_counter()
+        try:
+            tenant = _tenant(request)
+            raw = request.query_params.get("value")
+            if raw is None:
+                raise InvalidRequest("the 'value' query parameter is missing; pass ?value=<integer>")
+            try:
+                value = int(raw.strip())
+            except ValueError:
+                raise InvalidRequest(f"'value' must be an integer, got {raw[:40]!r}") from None
+            if not -(2**31) <= value < 2**31:
+                raise InvalidRequest("'value' must fit in a 32-bit signed integer")
+            response: Response = PlainTextResponse(gateway.echo(tenant, value))
+        except GatewayError as exc:
+            response = problem_for(exc, instance=request.url.path)
+        gateway.metrics.observe_request("echo", response.status_code, time.perf_counter() - started)
+        return response
+
+    async def chat(self, request: Request) -> Response:
+        gateway = await self._provider()
+        started = time.perf_counter()
+        try:
+            tenant, messages = await self._chat_input(request, gateway)
+            completion = await gateway.chat(tenant, messages)
+            usage = completion.usage
+            response: Response = PlainTextResponse(
+                completion.text,
+                headers={
+                    "X-Gateway-Instance": completion.instance,
+                    "X-Prompt-Tokens": str(usage.prompt_tokens),
+                    "X-Completion-Tokens": str(usage.completion_tokens),
+                    "X-Total-Tokens": str(usage.total_tokens),
+                },
+            )
+        except GatewayError as exc:
+            response = problem_for(exc, instance=request.url.path)
+        gateway.metrics.observe_request("chat", response.status_code, time.perf_counter() - started)
+        return response
+
+    async def stream(self, request: Request) -> Response:
+        gateway = await self._provider()
+        started = time.perf_counter()
+        try:
+            tenant, messages = await self._chat_input(request, gateway)
+            stream = await gateway.open_stream(tenant, messages)
+        except GatewayError as exc:
+            gateway.metrics.observe_request("stream", status_for(exc), time.perf_counter() - started)
+            return problem_for(exc, instance=request.url.path)
+        sse = "text/event-stream" in request.headers.get("accept", "")
+        body = _sse(stream) if sse else _json_array(stream)
+        return StreamingResponse(
+            _observed(body, stream, gateway, started),
+            media_type="text/event-stream" if sse else "application/json; charset=utf-8",
+            headers={"X-Gateway-Instance": stream.instance, "Cache-Control": "no-cache",
+                     "X-Accel-Buffering": "no"},
+        )
+
+    async def metrics(self, request: Request) -> Response:
+        gateway = await self._provider()
+        if not gateway.settings.prometheus.enabled:
+            return problem(404, "Not found", "metrics are disabled (Prometheus:Enabled is false)")
+        return Response(generate_latest(gateway.registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def healthz(self, request: Request) -> Response:
+        await self._provider()
+        return PlainTextResponse("ok")
+
+    async def _chat_input(
+        self, request: Request, gateway: Gateway
+    ) -> tuple[str, tuple[ChatMessage, ...]]:
+        tenant = _tenant(request)
+        content_type = request.headers.get("content-type", "application/json").split(";")[0]
+        if content_type.strip().lower() not in JSON_TYPES and not content_type.endswith("+json"):
+            raise InvalidRequest(
+                f"the body must be JSON (Content-Type: application/json), not {content_type[:60]!r}"
+            )
+        body = await _read_body(request, gateway.settings.gateway.max_body_bytes)
+        try:
+            raw = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidRequest(f"the body is not valid JSON: {exc}") from None
+        return tenant, parse_conversation(raw, max_messages=gateway.settings.gateway.max_messages)
+
+
+def _tenant(request: Request) -> str:
+    return resolve_tenant(
+        query=request.query_params.get("tenant"),
+        header=request.headers.get("x-tenant"),
+        authorization=request.headers.get("authorization"),
+    )
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"the body has {declared} bytes; the limit is {limit} (Gateway:MaxBodyBytes)")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"the body is over {limit} bytes (Gateway:MaxBodyBytes)")
+        chunks.append(chunk)
+    if not size:
+        raise InvalidRequest("the body is empty; send a JSON array of messages")
+    return b"".join(chunks)
+
+
+async def _json_array(stream: ChatStream) -> AsyncIterator[bytes]:
+    """``["Hel","lo"]`` written element by element (ASP.NET's IAsyncEnumerable<string> format)."""
+    yield b"["
+    first = True
+    async for delta in stream:
+        yield (b"" if first else b",") + orjson.dumps(delta)
+        first = False
+    yield b"]"
+
+
+async def _sse(stream: ChatStream) -> AsyncIterator[bytes]:
+    try:
+        async for delta in stream:
+            yield b"data: " + orjson.dumps({"delta": delta}) + b"\n\n"
+    except GatewayError as exc:
+        body = {"title": exc.title, "status": status_for(exc), "detail": exc.detail}
+        yield b"event: error\ndata: " + orjson.dumps(body) + b"\n\n"
+        return
+    completion = stream.completion
+    if completion is not None:
+        usage = {"prompt_tokens": completion.usage.prompt_tokens,
+                 "completion_tokens": completion.usage.completion_tokens,
+                 "total_tokens": completion.usage.total_tokens, "instance": completion.instance}
+        yield b"event: usage\ndata: " + orjson.dumps(usage) + b"\n\n"
+    yield b"data: [DONE]\n\n"
+
+
+async def _observed(
+    body: AsyncIterator[bytes], stream: ChatStream, gateway: Gateway, started: float
+) -> AsyncIterator[bytes]:
+    """Close the upstream however the response ends (done, error, client gone) and record it."""
+    status = "200"
+    try:
+        async for part in body:
+            yield part
+    except GatewayError as exc:
+        status = str(status_for(exc))
+        log.warning("stream from %s ended early: %s", stream.instance, exc.detail)
+        raise
+    finally:
+        await stream.aclose()
+        gateway.metrics.observe_request("stream", status, time.perf_counter() - started)

@@ -1,0 +1,56 @@
+"""The REST host's one table from gateway errors to HTTP responses (RFC 9457 problem details)."""
+
+from __future__ import annotations
+
+import math
+
+import orjson
+from fastapi import Response
+
+from core import (
+    ConfigurationError,
+    GatewayError,
+    InvalidRequest,
+    PayloadTooLarge,
+    RateLimited,
+    Unauthenticated,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+
+PROBLEM_TYPE = "application/problem+json"
+
+# Most specific first: the first matching class decides the status.
+STATUS: tuple[tuple[type[GatewayError], int], ...] = (
+    (PayloadTooLarge, 413),
+    (InvalidRequest, 400),
+    (Unauthenticated, 401),
+    (RateLimited, 429),
+    (UpstreamTimeout, 504),
+    (UpstreamUnavailable, 503),
+    (UpstreamError, 502),
+    (ConfigurationError, 503),
+)
+
+
+def status_for(error: GatewayError) -> int:
+    return next((status for cls, status in STATUS if isinstance(error, cls)), 500)
+
+
+def problem(
+    status: int, title: str, detail: str, *, instance: str = "", headers: dict[str, str] | None = None
+) -> Response:
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    if instance:
+        body["instance"] = instance
+    return Response(orjson.dumps(body), status_code=status, media_type=PROBLEM_TYPE, headers=headers)
+
+
+def problem_for(error: GatewayError, *, instance: str = "") -> Response:
+    status = status_for(error)
+    headers: dict[str, str] = {}
+    retry_after = getattr(error, "retry_after", None)
+    if isinstance(retry_after, float):
+        headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
+    return problem(status, error.title, error.detail, instance=instance, headers=headers)

@@ -1,0 +1,40 @@
+"""One gateway per process, built on first use from settings (no network I/O at import)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+
+from core import Gateway, Settings, build_gateway, load_settings
+
+
+def settings_from_environment() -> Settings:
+    """Settings as the Functions host and containers give them: env vars (+ optional JSON file)."""
+    return load_settings(json_path=os.environ.get("GATEWAY_CONFIG") or None)
+
+
+class LazyGateway:
+    """Builds the gateway once, on the first request, and starts its background tasks."""
+
+    def __init__(self, settings: Callable[[], Settings] | Settings) -> None:
+        self._settings = settings
+        self._gateway: Gateway | None = None
+        self._lock = asyncio.Lock()
+
+    async def __call__(self) -> Gateway:
+        gateway = self._gateway
+        if gateway is not None:
+            return gateway
+        async with self._lock:
+            if self._gateway is None:
+                settings = self._settings() if callable(self._settings) else self._settings
+                built = build_gateway(settings)
+                await built.start()
+                self._gateway = built
+            return self._gateway
+
+    async def aclose(self) -> None:
+        if self._gateway is not None:
+            await self._gateway.aclose()
+            self._gateway = None
