@@ -64,23 +64,26 @@ class _PushError(Exception):
 class _BearerToken:
     """An Entra access token for one scope, reused until five minutes before it expires."""
 
-    def __init__(self, credential: AsyncTokenCredential, scope: str, clock: Callable[[], float]) -> None:
+    def __init__(
+        self, credential: AsyncTokenCredential, scope: str, wait_seconds: float, clock: Callable[[], float]
+    ) -> None:
         self._credential = credential
         self._scope = scope
+        self._wait = wait_seconds
         self._clock = clock
         self._token = ""
         self._expires_on = 0.0
 
-    async def header(self, timeout: float) -> str:
+    async def header(self) -> str:
         if not self._token or self._clock() >= self._expires_on - _TOKEN_REFRESH_MARGIN_SECONDS:
             try:
-                async with asyncio.timeout(timeout):
+                async with asyncio.timeout(self._wait):
                     access = await self._credential.get_token(self._scope)
             except AzureError as exc:  # CredentialUnavailableError, ClientAuthenticationError, ...
                 raise _PushError("auth", f"no Entra token for {self._scope}: {type(exc).__name__}",
                                  retryable=True) from None
             except TimeoutError:
-                raise _PushError("auth", f"no Entra token for {self._scope} within {timeout:g}s",
+                raise _PushError("auth", f"no Entra token for {self._scope} within {self._wait:g}s",
                                  retryable=True) from None
             self._token, self._expires_on = access.token, float(access.expires_on)
         return f"Bearer {self._token}"
@@ -115,7 +118,9 @@ class RemoteWritePusher:
         if settings.auth == "entra" and credential is None:
             credential = _default_credential(settings.managed_identity_client_id)
         self._credential = credential
-        self._token = None if credential is None else _BearerToken(credential, MONITOR_SCOPE, clock)
+        self._token = None if credential is None else _BearerToken(
+            credential, MONITOR_SCOPE, settings.timeout_seconds, clock
+        )
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
@@ -216,7 +221,7 @@ class RemoteWritePusher:
         timeout = self._settings.timeout_seconds
         headers = dict(REMOTE_WRITE_HEADERS)
         if self._token is not None:
-            headers["Authorization"] = await self._token.header(timeout)
+            headers["Authorization"] = await self._token.header()
         try:
             async with self._http().post(
                 self._settings.url, data=body, headers=headers,
