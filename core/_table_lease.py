@@ -21,9 +21,10 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from azure.core import MatchConditions
+from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import (
     AzureError,
     HttpResponseError,
@@ -81,16 +82,23 @@ class SlotTable:
         self,
         client: TableClient,
         *,
+        credential: AsyncTokenCredential | None = None,
         max_attempts: int = 64,
         jitter_cap_seconds: float = 0.02,
         rng: Callable[[float, float], float] = random.uniform,
     ) -> None:
         self._client = client
+        self._credential = credential
         self._max_attempts = max_attempts
         self._jitter_cap = jitter_cap_seconds
         self._rng = rng
         self._seen: dict[str, _Seen] = {}
-        self._table_ready = False
+
+    @property
+    def location(self) -> str:
+        """``<table endpoint>/<table name>``, for start-up logs (carries no credential)."""
+        parts = urlsplit(self._client.url)  # the url carries a SAS token when one is used: drop it
+        return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}/{self._client.table_name}"
 
     async def take(self, pool: str, count: int, *, floor: int = 0) -> Lease:
         """Take ``count`` consecutive slots of ``pool``, none below ``floor``."""
@@ -103,33 +111,35 @@ class SlotTable:
                 await asyncio.sleep(self._rng(0.0, min(self._jitter_cap, 0.001 * 2**attempt)))
         except HttpResponseError as exc:
             raise SharedStateUnavailable(
-                "error", f"Table storage answered {exc.status_code} ({exc.error_code or 'no code'})"
+                "error",
+                f"Table storage answered {exc.status_code} ({getattr(exc, 'error_code', None) or 'no code'})",
             ) from None
         except AzureError as exc:
-            raise SharedStateUnavailable("error", f"Table storage unreachable ({type(exc).__name__})") from None
-        raise SharedStateUnavailable(
-            "contention", f"gave up after {self._max_attempts} conflicting updates"
-        )
+            raise SharedStateUnavailable(
+                "error", f"Table storage unreachable ({type(exc).__name__})"
+            ) from None
+        raise SharedStateUnavailable("contention", f"gave up after {self._max_attempts} conflicting updates")
 
     async def aclose(self) -> None:
         await self._client.close()
+        if self._credential is not None:
+            await self._credential.close()
 
     async def _attempt(self, key: str, count: int, floor: int) -> Lease | None:
         """One read-modify-write; ``None`` when another writer won the race (retry)."""
         seen = self._seen.get(key)
         if seen is None:
-            seen = await self._read_or_create(key, count, floor)
-            if seen is None:
-                return None
-            if isinstance(seen, Lease):
-                return seen
+            found = await self._read_or_create(key, count, floor)
+            if not isinstance(found, _Seen):
+                return found  # a first lease (entity created), or None: retry
+            seen = found
         start = max(seen.next, floor)
         entity = {"PartitionKey": key, "RowKey": ROW_KEY, "Next": _int64(start + count)}
         try:
             meta = await self._client.update_entity(
                 entity, mode=UpdateMode.REPLACE, etag=seen.etag, match_condition=MatchConditions.IfNotModified
             )
-        except (ResourceNotFoundError, HttpResponseError) as exc:
+        except HttpResponseError as exc:
             if exc.status_code not in (404, 412):
                 raise
             self._seen.pop(key, None)  # 412: stale ETag; 404: entity deleted -> read again
@@ -142,7 +152,7 @@ class SlotTable:
         try:
             found = await self._client.get_entity(key, ROW_KEY, select=["Next"])
         except ResourceNotFoundError as exc:
-            if exc.error_code == "TableNotFound":
+            if getattr(exc, "error_code", None) == "TableNotFound":
                 await self._create_table()
                 return None
             return await self._create_entity(key, count, floor)
@@ -164,8 +174,7 @@ class SlotTable:
         try:
             await self._client.create_table()
         except ResourceExistsError:
-            pass
-        self._table_ready = True
+            pass  # created meanwhile by another writer
 
 
 def _int64(value: int) -> EntityProperty:
