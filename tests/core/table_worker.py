@@ -16,10 +16,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from prometheus_client import CollectorRegistry  # noqa: E402
+from prometheus_client import CollectorRegistry
 
-from core._settings import Settings  # noqa: E402
-from core._table_store import build_state_store  # noqa: E402
+from core._settings import Settings
+from core._table_store import build_state_store
 
 
 async def run(job: dict[str, object]) -> dict[str, object]:
@@ -52,7 +52,10 @@ async def run(job: dict[str, object]) -> dict[str, object]:
     seconds = time.perf_counter() - started
     await store.aclose()
     fallbacks = sum(
-        s.value for m in registry.collect() for s in m.samples if s.name == "gateway_state_store_fallbacks_total"
+        s.value
+        for m in registry.collect()
+        for s in m.samples
+        if s.name == "gateway_state_store_fallbacks_total"
     )
     return {"slots": slots, "seconds": seconds, "fallbacks": fallbacks}
 

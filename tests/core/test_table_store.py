@@ -40,12 +40,16 @@ def make_store(
     return store
 
 
-def run_workers(azurite: Azurite, *, table: str, lease: int, processes: int = 4, count: int = 250) -> list[int]:
+def run_workers(
+    azurite: Azurite, *, table: str, lease: int, processes: int = 4, count: int = 250
+) -> list[int]:
     """``processes`` OS processes, started together, each taking ``count`` slots; all slots taken."""
     job = {"connection_string": azurite.connection_string, "table": table, "pool": "default",
            "lease": lease, "count": count, "concurrency": 4}  # fmt: skip
     procs = [
-        subprocess.Popen([sys.executable, str(WORKER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, str(WORKER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
         for _ in range(processes)
     ]
     try:
@@ -134,7 +138,9 @@ def fallbacks(registry: CollectorRegistry, reason: str) -> float:
 
 async def test_storage_outage_is_served_locally_and_shared_state_returns(private_azurite: Azurite) -> None:
     registry = CollectorRegistry()
-    store = make_store(private_azurite.connection_string, registry, probe=0.2, tablename="outage", timeoutms=250)
+    store = make_store(
+        private_azurite.connection_string, registry, probe=0.2, tablename="outage", timeoutms=250
+    )
     try:
         before = [await store.next_slot("p") for _ in range(20)]
         private_azurite.stop()
@@ -216,7 +222,9 @@ def test_storage_is_chosen_like_a_functions_app(
          "StateStore:TableName"),
     ],
 )  # fmt: skip
-def test_bad_storage_configuration_fails_at_start_naming_the_key(state_store: dict[str, str], key: str) -> None:
+def test_bad_storage_configuration_fails_at_start_naming_the_key(
+    state_store: dict[str, str], key: str
+) -> None:
     with pytest.raises(ConfigurationError) as caught:
         build_state_store(Settings.model_validate({"statestore": state_store}), registry=CollectorRegistry())
     assert caught.value.key == key
