@@ -59,7 +59,10 @@ def bad_request(message: str, param: str | None = None) -> web.Response:
 
 def retry_headers(retry_after_ms: int) -> dict[str, str]:
     """``retry-after-ms`` (exact) and ``retry-after`` (whole seconds, rounded up)."""
-    return {"retry-after-ms": str(retry_after_ms), "retry-after": str(max(1, math.ceil(retry_after_ms / 1000)))}
+    return {
+        "retry-after-ms": str(retry_after_ms),
+        "retry-after": str(max(1, math.ceil(retry_after_ms / 1000))),
+    }
 
 
 def throttled_message(api_version: str, exceeded: str, retry_after_ms: int) -> str:
@@ -124,7 +127,14 @@ def _choice(index: int, text: str, finish: str, content_filter: bool) -> dict[st
 
 def prompt_filter_chunk() -> dict[str, Any]:
     """Azure's first stream event: no choices, only the prompt's filter results."""
-    return {"choices": [], "created": 0, "id": "", "model": "", "object": "", "prompt_filter_results": PROMPT_FILTER_OK}
+    return {
+        "choices": [],
+        "created": 0,
+        "id": "",
+        "model": "",
+        "object": "",
+        "prompt_filter_results": PROMPT_FILTER_OK,
+    }
 
 
 def chunk(

@@ -43,7 +43,9 @@ class ChatService:
         self._stats = stats
         self._faults = faults
         self._counter = TokenCounter()
-        self._generator = TextGenerator(self._counter, config.min_completion_tokens, config.max_completion_tokens)
+        self._generator = TextGenerator(
+            self._counter, config.min_completion_tokens, config.max_completion_tokens
+        )
         self._limiters = {d.name: SlidingWindowLimiter(d.tpm, d.rpm) for d in config.deployments}
 
     def reset_limits(self) -> None:
@@ -100,7 +102,9 @@ class ChatService:
             return azure.error_response(429, "429", message, headers=headers)
         return await self._respond(request, deployment, plan, headers, drop_after)
 
-    async def _apply_fault(self, fault: FaultSpec, chat: ChatRequest, api_version: str) -> web.Response | None:
+    async def _apply_fault(
+        self, fault: FaultSpec, chat: ChatRequest, api_version: str
+    ) -> web.Response | None:
         """Delay, then answer with the fault's status or drop; None = carry on normally."""
         if fault.delay_ms > 0:
             await asyncio.sleep(fault.delay_ms / 1000)
@@ -120,7 +124,9 @@ class ChatService:
     def _plan(self, chat: ChatRequest) -> _Planned:
         seed = self._config.seed
         completions = [
-            self._generator.generate(completion_key(seed, chat.seed, chat.messages, i), chat.max_tokens, chat.stop)
+            self._generator.generate(
+                completion_key(seed, chat.seed, chat.messages, i), chat.max_tokens, chat.stop
+            )
             for i in range(chat.n)
         ]
         return _Planned(chat, self._counter.prompt_tokens(chat.messages), completions)
@@ -142,7 +148,12 @@ class ChatService:
             if latency > 0:
                 await asyncio.sleep(latency / 1000)
             stream = StreamPlan(
-                ident, created, deployment.model, plan.prompt_tokens, plan.completions, plan.request.include_usage
+                ident,
+                created,
+                deployment.model,
+                plan.prompt_tokens,
+                plan.completions,
+                plan.request.include_usage,
             )
             return await self._stream(request, deployment.name, stream, headers, drop_after)
         delay = latency + per_token * plan.completion_tokens
@@ -150,7 +161,9 @@ class ChatService:
             await asyncio.sleep(delay / 1000)
         usage = azure.usage(plan.prompt_tokens, plan.completion_tokens)
         choices = [(c.text, c.finish_reason) for c in plan.completions]
-        body = azure.completion_body(ident, created, deployment.model, choices, usage, self._config.content_filter)
+        body = azure.completion_body(
+            ident, created, deployment.model, choices, usage, self._config.content_filter
+        )
         self._stats.usage(deployment.name, plan.prompt_tokens, plan.completion_tokens, reported=True)
         return web.Response(body=azure.dumps(body), content_type="application/json", headers=headers)
 
@@ -166,7 +179,11 @@ class ChatService:
         response = web.StreamResponse(headers=headers)
         response.content_type = "text/event-stream"
         response.charset = "utf-8"
-        await response.prepare(request)
+        try:
+            await response.prepare(request)
+        except ConnectionError:  # the client left before the headers went out
+            self._stats.aborted(name)
+            return response
         self._stats.status(name, 200)
 
         def completed(reported: bool) -> None:

@@ -35,18 +35,33 @@ def build_parser() -> argparse.ArgumentParser:
         description="Simulated Azure OpenAI chat-completions service (HTTP + SSE) with a /_sim control API.",
     )
     add = parser.add_argument
-    add("--name", default="SimulatedOpenAI", help="instance name, shown in logs and stats (default: %(default)s)")
+    add(
+        "--name",
+        default="SimulatedOpenAI",
+        help="instance name, shown in logs and stats (default: %(default)s)",
+    )
     add("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     add("--port", type=int, default=8101, help="port to bind; 0 = any free port (default: %(default)s)")
-    add("--api-key", default=None, help=f"the api-key clients must send (default: ${API_KEY_ENV} or 'sim-key')")
-    add("--no-bearer", action="store_true", help="refuse 'Authorization: Bearer' tokens (default: accept any)")
+    add(
+        "--api-key",
+        default=None,
+        help=f"the api-key clients must send (default: ${API_KEY_ENV} or 'sim-key')",
+    )
+    add(
+        "--no-bearer", action="store_true", help="refuse 'Authorization: Bearer' tokens (default: accept any)"
+    )
     add("--deployment", action="append", metavar="NAME[=MODEL]",
         help="a deployment; repeat for several (default: gpt-35-turbo-16k)")  # fmt: skip
     add("--tpm", type=int, default=0, help="tokens per minute per deployment; 0 = unlimited (default: 0)")
     add("--rpm", type=int, default=0, help="requests per minute per deployment; 0 = unlimited (default: 0)")
     add("--seed", type=int, default=0, help="seed of the generated text (default: 0)")
     add("--latency-ms", type=float, default=0.0, help="fixed latency before the response (default: 0)")
-    add("--per-token-latency-ms", type=float, default=0.0, help="extra latency per completion token (default: 0)")
+    add(
+        "--per-token-latency-ms",
+        type=float,
+        default=0.0,
+        help="extra latency per completion token (default: 0)",
+    )
     add("--zero-latency", action="store_true", help="benchmark mode: no latency at all, whatever else is set")
     add("--min-completion-tokens", type=int, default=10, help="shortest default completion (default: 10)")
     add("--max-completion-tokens", type=int, default=60, help="longest default completion (default: 60)")
@@ -54,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--instances", default=None, metavar="NAME:PORT[:API_KEY],...",
         help="serve several instances in this process, sharing every other option")  # fmt: skip
     add("--config", type=Path, default=None, metavar="FILE.json",
-        help="JSON file {\"instances\": [{name, port, host?, api_key, deployments, ...}]}; overrides the options")  # fmt: skip
+        help="JSON file {\"instances\": [...]} (see docs/simulator.md); overrides the options")  # fmt: skip
     add("--access-log", action="store_true", help="log every request (off by default for speed)")
     add("--log-level", default="INFO", help="logging level (default: %(default)s)")
     return parser
@@ -105,7 +120,7 @@ def _instances_from_file(path: Path) -> list[Instance]:
         raise ConfigError(f"--config {path}: {exc}") from None
     items = data.get("instances") if isinstance(data, dict) else None
     if not isinstance(items, list) or not items:
-        raise ConfigError(f"--config {path}: expected {{\"instances\": [ ... ]}}")
+        raise ConfigError(f'--config {path}: expected {{"instances": [ ... ]}}')
     result = []
     for item in items:
         values: dict[str, Any] = dict(item)
@@ -140,7 +155,9 @@ async def serve(instances: Sequence[Instance], access_log: bool = False) -> None
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
         instances = instances_from_args(args)
     except ConfigError as exc:
@@ -156,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(coro: Any) -> None:
     try:
-        import uvloop  # noqa: PLC0415  (optional speed-up)
+        import uvloop  # optional speed-up
     except ImportError:
         asyncio.run(coro)
         return

@@ -56,7 +56,9 @@ class SlidingWindowLimiter:
             return self._refused(self._token_wait(now, tokens), "tokens")
         self._entries.append((now, tokens))
         self._used_tokens += tokens
-        return Admission(allowed=True, remaining_tokens=self._left_tokens(), remaining_requests=self._left_requests())
+        return Admission(
+            allowed=True, remaining_tokens=self._left_tokens(), remaining_requests=self._left_requests()
+        )
 
     def remaining(self) -> tuple[int | None, int | None]:
         """(remaining tokens, remaining requests) in the current window."""

@@ -75,7 +75,9 @@ def _messages(value: Any) -> list[dict[str, Any]]:
         if content is None and role != "assistant":
             raise InvalidRequest(f"{param}.content is required for role '{role}'.", f"{param}.content")
         if content is not None and not isinstance(content, (str, list)):
-            raise InvalidRequest(f"{param}.content must be a string or an array of parts.", f"{param}.content")
+            raise InvalidRequest(
+                f"{param}.content must be a string or an array of parts.", f"{param}.content"
+            )
     return value
 
 
@@ -111,12 +113,16 @@ def _include_usage(options: Any, stream: bool) -> bool:
     if options is None:
         return False
     if not stream:
-        raise InvalidRequest("The 'stream_options' parameter is only allowed when 'stream' is enabled.", "stream_options")
+        raise InvalidRequest(
+            "The 'stream_options' parameter is only allowed when 'stream' is enabled.", "stream_options"
+        )
     if not isinstance(options, dict):
         raise InvalidRequest("'stream_options' must be an object.", "stream_options")
     include = options.get("include_usage", False)
     if not isinstance(include, bool):
-        raise InvalidRequest("'stream_options.include_usage' must be a boolean.", "stream_options.include_usage")
+        raise InvalidRequest(
+            "'stream_options.include_usage' must be a boolean.", "stream_options.include_usage"
+        )
     return include
 
 
@@ -125,6 +131,12 @@ def _stop(value: Any) -> tuple[str, ...]:
         return ()
     if isinstance(value, str):
         return (value,)
-    if isinstance(value, list) and len(value) <= MAX_STOP_SEQUENCES and all(isinstance(s, str) for s in value):
+    if (
+        isinstance(value, list)
+        and len(value) <= MAX_STOP_SEQUENCES
+        and all(isinstance(s, str) for s in value)
+    ):
         return tuple(value)
-    raise InvalidRequest(f"'stop' must be a string or an array of at most {MAX_STOP_SEQUENCES} strings.", "stop")
+    raise InvalidRequest(
+        f"'stop' must be a string or an array of at most {MAX_STOP_SEQUENCES} strings.", "stop"
+    )

@@ -14,7 +14,9 @@ class TokenTotals:
 
     def plus(self, prompt: int, completion: int) -> TokenTotals:
         return TokenTotals(
-            self.prompt_tokens + prompt, self.completion_tokens + completion, self.total_tokens + prompt + completion
+            self.prompt_tokens + prompt,
+            self.completion_tokens + completion,
+            self.total_tokens + prompt + completion,
         )
 
 
@@ -49,7 +51,16 @@ class SimulatorStats(DeploymentStats):
 
 
 class _Counters:
-    __slots__ = ("requests", "succeeded", "throttled", "faults", "aborted", "status_counts", "reported", "generated")
+    __slots__ = (
+        "aborted",
+        "faults",
+        "generated",
+        "reported",
+        "requests",
+        "status_counts",
+        "succeeded",
+        "throttled",
+    )
 
     def __init__(self) -> None:
         self.requests = 0

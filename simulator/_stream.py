@@ -76,22 +76,35 @@ async def write_stream(
 ) -> Outcome:
     """Write every event, then ``[DONE]``; stop early to drop (fault) or when the client left.
 
+    Events due at the same time go out in one write (zero latency: the whole stream at once).
     ``on_complete(reported)`` runs once all content (and the usage chunk, if asked) is written.
     """
+    pending: list[bytes] = []
     sent = 0
     try:
         for payload, delay in _events(plan, content_filter, per_token_ms):
             if drop_after is not None and sent >= drop_after:
+                await _flush(response, pending)
                 return "drop"
             if delay > 0:
+                await _flush(response, pending)
                 await asyncio.sleep(delay / 1000)
-            await response.write(payload)
+            pending.append(payload)
             sent += 1
         if drop_after is not None and sent >= drop_after:
+            await _flush(response, pending)
             return "drop"
         on_complete(plan.include_usage)
-        await response.write(azure.SSE_DONE)
+        pending.append(azure.SSE_DONE)
+        await _flush(response, pending)
         await response.write_eof()
     except ConnectionError:
         return "disconnected"
     return "complete"
+
+
+async def _flush(response: web.StreamResponse, pending: list[bytes]) -> None:
+    if pending:
+        data = b"".join(pending)
+        pending.clear()
+        await response.write(data)

@@ -16,22 +16,19 @@ TOKENS_PER_MESSAGE = 3
 TOKENS_PER_NAME = 1
 REPLY_PRIMING_TOKENS = 3
 
-_WORDS = (
-    "the", "service", "model", "answer", "request", "tenant", "token", "cloud", "data", "system",
-    "simple", "quick", "reliable", "gateway", "balance", "network", "latency", "user", "question",
-    "result", "stream", "chat", "message", "prompt", "response", "value", "limit", "minute", "second",
-    "country", "capital", "river", "mountain", "city", "ocean", "forest", "history", "science",
-    "language", "music", "picture", "window", "garden", "morning", "evening", "summer", "winter",
-    "coffee", "library", "market", "bridge", "engine", "signal", "pattern", "number", "letter",
-    "friendly", "careful", "bright", "quiet", "modern", "ancient", "useful", "common", "special",
-    "is", "are", "was", "can", "will", "should", "might", "often", "usually", "always", "never",
-    "makes", "helps", "shows", "keeps", "finds", "brings", "moves", "builds", "reads", "writes",
-    "and", "but", "or", "so", "because", "while", "when", "where", "with", "without", "about",
-    "for", "from", "into", "over", "under", "between", "through", "after", "before", "during",
-    "a", "an", "this", "that", "every", "some", "many", "few", "each", "other", "its", "their",
-    "very", "quite", "rather", "also", "still", "just", "only", "even", "here", "there",
-    "Paris", "Azure", "Python", "Europe", "Monday", "October", "Atlantic", "Sahara",
-    "2024", "42", "7", "100", "3.5",
+_WORDS = tuple(
+    """
+    the service model answer request tenant token cloud data system simple quick reliable
+    gateway balance network latency user question result stream chat message prompt response
+    value limit minute second country capital river mountain city ocean forest history science
+    language music picture window garden morning evening summer winter coffee library market
+    bridge engine signal pattern number letter friendly careful bright quiet modern ancient
+    useful common special is are was can will should might often usually always never makes
+    helps shows keeps finds brings moves builds reads writes and but or so because while when
+    where with without about for from into over under between through after before during a an
+    this that every some many few each other its their very quite rather also still just only
+    even here there Paris Azure Python Europe Monday October Atlantic Sahara 2024 42 7 100 3.5
+    """.split()
 )
 _ENDINGS = (".", ".", ".", ".", "!", "?")
 
@@ -39,7 +36,7 @@ _ENDINGS = (".", ".", ".", ".", "!", "?")
 def _load_encoding() -> Any | None:
     """The cl100k encoding, or None when no encoding can be loaded (never fails a request)."""
     try:
-        import tiktoken  # noqa: PLC0415  (optional at run time)
+        import tiktoken  # optional at run time
     except ImportError:
         return None
     for name in ENCODING_NAMES:
@@ -122,7 +119,9 @@ def completion_key(seed: int, request_seed: Any, messages: Any, index: int) -> b
 class TextGenerator:
     """Deterministic English-looking text: same key → same text."""
 
-    def __init__(self, counter: TokenCounter, min_tokens: int, max_tokens: int, cache_size: int = 4096) -> None:
+    def __init__(
+        self, counter: TokenCounter, min_tokens: int, max_tokens: int, cache_size: int = 4096
+    ) -> None:
         self._counter = counter
         self._min = min_tokens
         self._span = max_tokens - min_tokens + 1

@@ -103,7 +103,9 @@ async def test_raw_http_errors_are_azure_json(sim: SimulatorServer) -> None:
         async with http.post(url, data=b"{}", headers=headers) as missing_version:
             assert missing_version.status == 404
             assert "api-version" in (await missing_version.json())["error"]["message"]
-        async with http.post(url, params={"api-version": "2024-06-01"}, data=b"{not json", headers=headers) as bad:
+        async with http.post(
+            url, params={"api-version": "2024-06-01"}, data=b"{not json", headers=headers
+        ) as bad:
             assert bad.status == 400
             assert (await bad.json())["error"]["code"] == "BadRequest"
         async with http.get(f"{sim.url}openai/models", headers=headers) as unknown:

@@ -36,7 +36,9 @@ async def test_tpm_limit_counts_prompt_plus_max_tokens(start_sim, make_client, t
     sim = await start_sim(tpm=100)
     sdk = make_client(sim)
     prompt = tokens.prompt(MESSAGES)
-    ok = await sdk.chat.completions.with_raw_response.create(model=DEPLOYMENT, messages=MESSAGES, max_tokens=50)
+    ok = await sdk.chat.completions.with_raw_response.create(
+        model=DEPLOYMENT, messages=MESSAGES, max_tokens=50
+    )
     assert ok.headers["x-ratelimit-remaining-tokens"] == str(100 - prompt - 50)
 
     with pytest.raises(openai.RateLimitError) as caught:
