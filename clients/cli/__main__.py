@@ -1,0 +1,3 @@
+from clients.cli._app import main
+
+main()
