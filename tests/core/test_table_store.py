@@ -15,8 +15,17 @@ import pytest
 from azure.data.tables.aio import TableClient, TableServiceClient
 from prometheus_client import CollectorRegistry
 
-from core import ConfigurationError, MemoryStateStore, Settings
+from core import (
+    ChatMessage,
+    ConfigurationError,
+    GatewayError,
+    MemoryStateStore,
+    Settings,
+    build_gateway,
+    load_settings,
+)
 from core._table_store import TableStateStore, build_state_store
+from simulator import DeploymentConfig, SimulatorConfig, SimulatorServer, run_simulator
 
 Azurite = Any  # tests/core/conftest.py: .connection_string, .stop(), .start()
 WORKER = Path(__file__).with_name("table_worker.py")
@@ -229,3 +238,69 @@ def test_bad_storage_configuration_fails_at_start_naming_the_key(
         build_state_store(Settings.model_validate({"statestore": state_store}), registry=CollectorRegistry())
     assert caught.value.key == key
     assert "c2VjcmV0" not in caught.value.detail
+
+
+async def start_simulators() -> dict[str, SimulatorServer]:
+    sims = {}
+    for name in ("AlphaOpenAI", "BetaOpenAI"):
+        config = SimulatorConfig(
+            name=name, api_key=f"sim-key-{name}", seed=1, zero_latency=True,
+            deployments=(DeploymentConfig(name="gpt-35-turbo-16k", model="gpt-35-turbo-16k"),),
+        )  # fmt: skip
+        sims[name] = await run_simulator(config, host="127.0.0.1", port=0)
+    return sims
+
+
+def gateway_settings(sims: dict[str, SimulatorServer], connection_string: str) -> Settings:
+    environ = {"AzureWebJobsStorage": connection_string, "StateStore__Type": "table",
+               "StateStore__TableName": "gateway", "StateStore__TimeoutMs": "250"}  # fmt: skip
+    for name, sim in sims.items():
+        prefix = f"AzureOpenAI__Services__{name}__"
+        environ |= {prefix + "Endpoint": sim.url, prefix + "ApiKey": f"sim-key-{name}",
+                    prefix + "Deployment": "gpt-35-turbo-16k", prefix + "MaxRetries": "0"}  # fmt: skip
+    return load_settings(environ=environ)
+
+
+async def test_gateway_serves_every_chat_through_a_storage_outage(private_azurite: Azurite) -> None:
+    sims = await start_simulators()
+    settings = gateway_settings(sims, private_azurite.connection_string)
+    registry = CollectorRegistry()
+    store = build_state_store(settings, registry=registry, probe_interval_seconds=0.2)
+    gateway = build_gateway(settings, registry=registry, state_store=store)
+    served: dict[str, Counter[str]] = {}
+    failed: list[str] = []
+
+    async def chats(phase: str, count: int) -> None:
+        async def one() -> None:
+            try:
+                completion = await gateway.chat("tailspin", (ChatMessage("user", "Say hello"),))
+            except GatewayError as exc:
+                failed.append(f"{phase}: {exc.detail}")
+            else:
+                served.setdefault(phase, Counter())[completion.instance] += 1
+
+        await asyncio.gather(*(one() for _ in range(count)))
+
+    try:
+        await gateway.start()
+        await chats("before", 40)
+        private_azurite.stop()
+        await chats("outage", 40)
+        shared_during_outage = registry.get_sample_value("gateway_state_store_shared")
+        private_azurite.start()
+        for _ in range(100):  # bounded: the store probes the table again after 0.2 s
+            await asyncio.sleep(0.05)
+            await chats("recovery", 2)
+            if registry.get_sample_value("gateway_state_store_shared") == 1:
+                break
+        await chats("after", 40)
+    finally:
+        await gateway.aclose()
+        for sim in sims.values():
+            await sim.stop()
+    assert failed == []
+    assert shared_during_outage == 0
+    assert fallbacks(registry, "error") + fallbacks(registry, "timeout") >= 40
+    assert registry.get_sample_value("gateway_state_store_shared") == 1
+    for phase in ("before", "outage", "after"):  # round-robin over both instances in every phase
+        assert served[phase] == {"AlphaOpenAI": 20, "BetaOpenAI": 20}, phase
