@@ -1,11 +1,17 @@
-"""``GET /metrics``: the gateway's registry in Prometheus text format, on its own HTTP port."""
+"""``GET /metrics``: the gateway's registry in Prometheus text format, on its own HTTP port.
+
+Always the classic text format 0.0.4, whatever the scraper's ``Accept`` says: in OpenMetrics a
+counter's family drops its ``_total`` suffix, so ``openai_prompt_tokens_total`` (counter) and
+``openai_prompt_tokens`` (histogram) would become two families with one name.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,7 +27,9 @@ async def start_metrics_server(registry: CollectorRegistry, host: str, port: int
     """Serve ``/metrics`` (and a trivial ``/healthz``) on ``host:port``; port 0 picks a free one."""
 
     async def metrics(_: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+        return web.Response(
+            body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4}
+        )
 
     async def healthz(_: web.Request) -> web.Response:
         return web.Response(text="ok")
