@@ -4,6 +4,7 @@
 #   scripts/azurite.sh install                 npm install azurite@3.35 into .cache/azurite (idempotent)
 #   scripts/azurite.sh start [PORT] [WORKDIR]  start the Table service on 127.0.0.1:PORT (default 10002)
 #                                              with data and azurite.pid in WORKDIR (default .run/azurite)
+#   scripts/azurite.sh run [PORT] [WORKDIR]    the same in the foreground (exec: the caller owns the PID)
 #   scripts/azurite.sh stop [WORKDIR]          stop the process named by WORKDIR/azurite.pid
 #   scripts/azurite.sh bin                     print the azurite-table executable path
 #   scripts/azurite.sh connection-string [PORT]
@@ -57,6 +58,13 @@ cmd_start() {
   cmd_stop "$workdir"; die "azurite did not listen on port $port within 10 s"
 }
 
+cmd_run() {
+  local port="${1:-10002}" workdir="${2:-$ROOT/.run/azurite}"
+  [[ -x "$BIN" ]] || die "azurite is not installed: run scripts/azurite.sh install"
+  mkdir -p "$workdir"
+  exec "$BIN" --tableHost 127.0.0.1 --tablePort "$port" --location "$workdir" --disableTelemetry --silent
+}
+
 cmd_stop() {
   local workdir="${1:-$ROOT/.run/azurite}" pidfile
   pidfile="$workdir/azurite.pid"
@@ -78,6 +86,7 @@ cmd_connection_string() {
 case "${1:-}" in
   install) cmd_install ;;
   start) shift; cmd_start "$@" ;;
+  run) shift; cmd_run "$@" ;;
   stop) shift; cmd_stop "$@" ;;
   bin) echo "$BIN" ;;
   connection-string) shift; cmd_connection_string "$@" ;;
