@@ -26,6 +26,10 @@ _DISPLAY = {
 }
 
 
+_HISTOGRAM_NAMES = {"prompttokens": "PromptTokens", "completiontokens": "CompletionTokens",
+                    "totaltokens": "TotalTokens"}
+
+
 def _alias(field_name: str) -> str:
     return field_name.replace("_", "")
 
@@ -246,7 +250,7 @@ def _key_path(tree: Mapping[str, Any], loc: tuple[int | str, ...]) -> str:
     for item in loc:
         name = str(item)
         if in_dict:  # a dict key (instance name, tenant): shown as written
-            parts.append(name)
+            parts.append(_HISTOGRAM_NAMES.get(name, name))
             model, in_dict = dict_item, False
             continue
         field = _field_for(model, name)

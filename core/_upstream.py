@@ -183,6 +183,8 @@ def retry_after_seconds(headers: httpx2.Headers | None) -> float | None:
 def translate(name: str, exc: openai.OpenAIError) -> GatewayError:
     """The SDK's exception as a gateway error; details never include keys or tokens."""
     where = f"Azure OpenAI instance '{name}'"
+    if isinstance(exc, openai.APIConnectionError) and _never_connected(exc):
+        return UpstreamUnavailable(f"{where} is unreachable")
     if isinstance(exc, openai.APITimeoutError):
         return UpstreamTimeout(f"{where} did not answer in time")
     if isinstance(exc, openai.APIConnectionError):
@@ -202,6 +204,20 @@ def translate(name: str, exc: openai.OpenAIError) -> GatewayError:
                                        retry_after_seconds(exc.response.headers))
         return UpstreamError(f"{where} failed with status {exc.status_code}")
     return UpstreamError(f"{where} failed ({type(exc).__name__})")
+
+
+def _never_connected(exc: BaseException) -> bool:
+    """True when the request never reached the instance (safe to retry elsewhere).
+
+    The SDK's aiohttp transport reports a refused connection as ``ConnectTimeout``, so the
+    cause chain is inspected rather than the SDK's exception class.
+    """
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, httpx2.ConnectError | httpx2.ConnectTimeout | ConnectionRefusedError):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def _message(exc: openai.APIStatusError) -> str:
