@@ -12,6 +12,7 @@ from pathlib import Path
 
 import aiohttp
 import openai
+import orjson
 import pytest
 
 from simulator import SimulatorServer
@@ -130,3 +131,42 @@ def test_cli_rejects_bad_configuration() -> None:
     )
     assert result.returncode == 2
     assert "--instances" in result.stderr
+
+
+def test_cli_json_config_file(tmp_path: Path) -> None:
+    config = {
+        "instances": [
+            {
+                "name": "GammaOpenAI",
+                "port": 0,
+                "api_key": "gamma-key",
+                "seed": 3,
+                "deployments": [{"name": "chat", "model": "gpt-4o", "rpm": 5}],
+                "faults": [{"status": 503, "count": 1}],
+            }
+        ]
+    }
+    path = tmp_path / "sim.json"
+    path.write_bytes(orjson.dumps(config))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "simulator", "--config", str(path)], env=env, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stderr is not None
+        line = process.stderr.readline()
+        match = re.search(r"GammaOpenAI ready at (http://\S+)", line)
+        assert match, line
+
+        async def ask(url: str) -> tuple[int, str]:
+            async with openai.AsyncAzureOpenAI(
+                azure_endpoint=url, api_key="gamma-key", api_version="2024-06-01", max_retries=1
+            ) as sdk:
+                raw = await sdk.chat.completions.with_raw_response.create(model="chat", messages=MESSAGES)
+                return raw.status_code, raw.parse().model
+
+        assert asyncio.run(ask(match.group(1))) == (200, "gpt-4o"), "after the configured 503, a retry works"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=15)
+    assert process.returncode == 0
