@@ -65,6 +65,8 @@ class FaultSpec:
             raise ConfigError("fault drop_after_chunks must be >= 0")
         if self.retry_after_ms < 0:
             raise ConfigError("fault retry_after_ms must be >= 0")
+        if self.deployment is not None and not isinstance(self.deployment, str):
+            raise ConfigError("fault deployment must be a deployment name")
         if self.status is None and not self.drop and self.delay_ms == 0:
             raise ConfigError("a fault needs at least one of status, delay_ms, drop")
 
