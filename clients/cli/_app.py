@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Awaitable
+from collections.abc import Coroutine
 from typing import Annotated, TypeVar
 
 import typer
@@ -61,9 +61,9 @@ MessageArg = Annotated[
 T = TypeVar("T")
 
 
-def _run(work: Awaitable[T]) -> T:
+def _run(work: Coroutine[object, object, T]) -> T:
     try:
-        return asyncio.run(work)  # type: ignore[arg-type]
+        return asyncio.run(work)
     except KeyboardInterrupt:
         err_console().print("interrupted", markup=False)
         raise typer.Exit(130) from None

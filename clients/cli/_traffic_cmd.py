@@ -30,7 +30,7 @@ from clients.cli._options import (
     usage_error,
 )
 from clients.cli._summary import Summary, render_table, summarize
-from clients.cli._traffic import Outcome, expected_statuses, make_plan, run_plan
+from clients.cli._traffic import Outcome, Planned, expected_statuses, make_plan, run_plan
 
 
 def traffic(
@@ -90,7 +90,7 @@ def traffic(
 
 async def _drive(
     connection: Connection,
-    plan: list,  # type: ignore[type-arg]
+    plan: list[Planned],
     concurrency: int,
     system: str | None,
     expected: frozenset[str],
@@ -112,7 +112,7 @@ async def _drive(
 
     def on_done(outcome: Outcome) -> None:
         counts["ok" if outcome.ok else "failed"] += 1
-        progress.update(task, advance=1, **counts)
+        progress.update(task, advance=1, ok=counts["ok"], failed=counts["failed"])
 
     started = time.perf_counter()
     with progress:

@@ -1,9 +1,10 @@
-"""RestClient against a tiny in-test aiohttp server that speaks the REST contract of design.md.
+"""The clients against tiny in-test servers that speak the gateway's contracts.
 
-A stand-in, not the gateway: it pins the wire formats the CLI relies on (SSE events from the lead's
-spec, the C# sample's incremental JSON array, RFC 9457 problems, cut-off streams) byte for byte,
-including awkward chunk boundaries the real app rarely produces. The real app is exercised in
-test_cli.py and test_traffic.py.
+Stand-ins, not the gateway: they pin what the CLI relies on byte for byte — SSE events as the
+REST app writes them, the C# sample's incremental JSON array, RFC 9457 problems, cut-off streams,
+awkward chunk boundaries, and the gRPC trailing metadata (x-gateway-instance, x-prompt-tokens,
+x-completion-tokens) that the gRPC host is to send. The real hosts are exercised in
+test_clients_cli.py and test_clients_traffic.py.
 """
 
 from __future__ import annotations
@@ -11,11 +12,14 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 
+import grpc
 import pytest
 from aiohttp import web
 
+from clients.cli._grpc import GrpcClient
 from clients.cli._model import Message, RequestFailed
 from clients.cli._rest import RestClient
+from protos import openai_pb2, openai_pb2_grpc
 
 QUESTION = [Message("user", "Hi")]
 
@@ -122,3 +126,54 @@ async def test_problem_details_become_one_line_with_retry_after(standin: str) ->
     )
     assert reply.text == "you said Hi"
     assert (reply.instance, reply.usage.total_tokens) == ("alphaopenai", 13)
+
+
+class _Servicer(openai_pb2_grpc.OpenAIServiceGrpcServicer):
+    TRAILERS = (("x-gateway-instance", "BetaOpenAI"), ("x-prompt-tokens", "17"), ("x-completion-tokens", "5"))
+
+    async def GetChatCompletions(self, request, context):  # type: ignore[no-untyped-def]
+        if request.tenant == "busy":
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                "Tenant 'busy' is over its limit.",
+                trailing_metadata=(("retry-after", "4"),),
+            )
+        context.set_trailing_metadata(self.TRAILERS)
+        return openai_pb2.GetChatCompletionsResponse(
+            result=f"{request.tenant}: {request.conversation[-1].content}"
+        )
+
+    async def GetChatCompletionsStreaming(self, request, context):  # type: ignore[no-untyped-def]
+        for piece in ("Hel", "lo"):
+            await context.write(openai_pb2.GetChatCompletionsStreamingResponse(message=piece))
+        context.set_trailing_metadata(self.TRAILERS)
+
+
+@pytest.fixture
+async def grpc_standin() -> AsyncIterator[str]:
+    server = grpc.aio.server()
+    openai_pb2_grpc.add_OpenAIServiceGrpcServicer_to_server(_Servicer(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    yield f"127.0.0.1:{port}"
+    await server.stop(None)
+
+
+async def test_grpc_trailing_metadata_gives_instance_and_usage(grpc_standin: str) -> None:
+    client = GrpcClient(grpc_standin)
+    chat = await client.chat("acme", QUESTION)
+    seen: list[str] = []
+    streamed = await client.stream("acme", QUESTION, seen.append)
+    with pytest.raises(RequestFailed) as caught:
+        await client.chat("busy", QUESTION)
+    await client.aclose()
+    assert chat.text == "acme: Hi"
+    for reply in (chat, streamed):
+        assert reply.instance == "BetaOpenAI"
+        assert (reply.usage.prompt_tokens, reply.usage.completion_tokens, reply.usage.total_tokens) == (
+            17,
+            5,
+            22,
+        )
+    assert seen == ["Hel", "lo"]
+    assert caught.value.one_line() == "RESOURCE_EXHAUSTED: Tenant 'busy' is over its limit. (retry after 4s)"
