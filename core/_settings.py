@@ -265,8 +265,9 @@ def _key_path(tree: Mapping[str, Any], loc: tuple[int | str, ...]) -> str:
             continue
         args: tuple[object, ...] = getattr(annotation, "__args__", ())
         in_dict = getattr(annotation, "__origin__", None) is dict and len(args) == 2
-        item = args[-1] if in_dict else None
-        dict_item = item if isinstance(item, type) and issubclass(item, BaseModel) else None
+        value_type = args[-1] if in_dict else None
+        dict_item = (value_type if isinstance(value_type, type) and issubclass(value_type, BaseModel)
+                     else None)
         model = None
     return ":".join(parts)
 

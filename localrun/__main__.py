@@ -9,7 +9,6 @@ and Debian's Prometheus when it is installed. Ctrl-C stops everything it started
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import signal

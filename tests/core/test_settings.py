@@ -97,7 +97,8 @@ def test_no_key_vault_is_read_without_key_vault_name(sample_file):
      "AzureOpenAI:Services:AlphaOpenAI:Endpoint", "http(s) URL"),
     ({"TenantAzureOpenAIMappings__acme": "GammaOpenAI"}, "TenantAzureOpenAIMappings:acme", "GammaOpenAI"),
     ({"ChatCompletionsOptions__Temperature": "7"}, "ChatCompletionsOptions:Temperature", "less than"),
-    ({"Prometheus__Histograms__TotalTokens__Count": "0"}, "Prometheus:Histograms:TotalTokens:Count", "greater than or equal to 1"),
+    ({"Prometheus__Histograms__TotalTokens__Count": "0"}, "Prometheus:Histograms:TotalTokens:Count",
+     "greater than or equal to 1"),
     ({"StateStore__Type": "redis"}, "StateStore:Type", "memory"),
 ])
 def test_invalid_configuration_fails_at_start_naming_the_key(sample_file, env, key, words):
@@ -110,7 +111,7 @@ def test_invalid_configuration_fails_at_start_naming_the_key(sample_file, env, k
 def test_unreadable_json_file_is_named(tmp_path):
     broken = tmp_path / "broken.json"
     broken.write_text("{not json")
-    with pytest.raises(ConfigurationError, match="broken.json: not valid JSON"):
+    with pytest.raises(ConfigurationError, match=r"broken\.json: not valid JSON"):
         load_settings(json_path=broken, environ={})
     with pytest.raises(ConfigurationError, match="not found"):
         load_settings(json_path=tmp_path / "missing.json", environ={})
