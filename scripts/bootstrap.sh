@@ -2,7 +2,7 @@
 # Install what the gateway needs on a fresh machine. Idempotent: re-running skips what is there.
 #   scripts/bootstrap.sh          Python runtime only (.venv), enough for scripts/run-local.sh
 #   scripts/bootstrap.sh --dev    everything the tests use: dev packages, Azurite (npm),
-#                                 the Node.js gRPC client, Debian's prometheus/wrk/hey, checkov
+#                                 the Node.js gRPC client, Debian's prometheus/wrk/hey
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dev=0
@@ -50,7 +50,4 @@ fi
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet prometheus 2>/dev/null; then
   systemctl stop prometheus || true
 fi
-
-if [ -f scripts/checkov.sh ]; then
-  bash scripts/checkov.sh --install-only
-fi
+# checkov installs itself into .venv-checkov on first use (scripts/checkov.sh).
