@@ -254,3 +254,20 @@ def test_deploy_names_the_missing_prerequisites(tmp_path: Path) -> None:
 def test_deploy_rejects_an_unknown_option(fake_cli: dict[str, str]) -> None:
     result = run_deploy(fake_cli, "--frobnicate")
     assert result.returncode == 2 and "unknown option '--frobnicate'" in result.stderr
+
+
+K8S_DIR = ROOT / "infra" / "k8s"
+
+
+@pytest.mark.skipif(not K8S_DIR.is_dir(), reason="infra/k8s is not in the tree yet")
+def test_real_manifests_get_every_placeholder_and_the_federated_service_account(
+    fake_cli: dict[str, str],
+) -> None:
+    result = run_deploy({**fake_cli, "K8S_DIR": str(K8S_DIR)}, "--skip-infra", "--skip-function", "--skip-image")
+    assert result.returncode == 0, result.stderr
+    applied = (Path(fake_cli["FAKE_LOG"]) / "applied.yaml").read_text()
+    assert not re.findall(r"\$\{\w+\}", applied), "a placeholder in infra/k8s is not filled by deploy.sh"
+    assert 'image: "fakeacr.azurecr.io/openai-gateway-grpc:abc123"' in applied
+    assert re.search(
+        r"kind: ServiceAccount\s+metadata:\s+name: openai-gateway-grpc\s+namespace: openai-gateway", applied
+    )
