@@ -35,9 +35,7 @@ async def test_echo_answers_like_the_csharp_sample(stub: Stub) -> None:
     ],
     ids=["field", "x-tenant", "jwt", "x-tenant-before-jwt"],
 )
-async def test_tenant_sources(
-    stub: Stub, field: str, metadata: tuple[tuple[str, str], ...], expected: str
-) -> None:
+async def test_tenant_sources(stub: Stub, field: str, metadata: tuple[tuple[str, str], ...], expected: str) -> None:
     reply = await stub.Echo(openai_pb2.EchoRequest(tenant=field, value=1), metadata=metadata)
     assert reply.message == f"tenant: {expected} value: 1"
 
@@ -141,3 +139,12 @@ async def test_requests_are_counted_by_method_and_status(stub: Stub, host: Runni
     assert value("gateway_requests_total", {"route": route + "Echo", "status": "OK"}) == 1
     labels = {"route": route + "GetChatCompletions", "status": "INVALID_ARGUMENT"}
     assert value("gateway_requests_total", labels) == 1
+
+
+async def test_a_request_over_the_body_limit_is_refused_before_the_upstream(stub: Stub, sims: Sims) -> None:
+    huge = "x" * 1_100_000  # Gateway:MaxBodyBytes defaults to 1 MiB, as for REST
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.GetChatCompletions(chat_request("contoso", ("user", huge)))
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "larger than max" in (info.value.details() or "")
+    assert sims.alpha.stats.requests == 0
