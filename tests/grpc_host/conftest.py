@@ -27,9 +27,7 @@ from simulator import DeploymentConfig, SimulatorConfig, SimulatorServer, run_si
 REPO = Path(__file__).resolve().parents[2]
 DEPLOYMENT = "gpt-35-turbo-16k"
 KEYS = {"AlphaOpenAI": "sim-key-alpha", "BetaOpenAI": "sim-key-beta"}
-READY = re.compile(
-    r"gRPC host listening on 127\.0\.0\.1:(\d+) \(metrics on http://127\.0\.0\.1:(\d+)/metrics\)"
-)
+READY = re.compile(r"gRPC host listening on 127\.0\.0\.1:(\d+) \(metrics on http://127\.0\.0\.1:(\d+)/metrics\)")
 
 
 @dataclass

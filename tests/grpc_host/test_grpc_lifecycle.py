@@ -29,9 +29,7 @@ async def wait_until(condition: object, seconds: float = 15.0) -> bool:
     return False
 
 
-async def test_cancelling_a_stream_stops_the_upstream_call(
-    start_sims: StartSims, start_grpc_host: StartHost
-) -> None:
+async def test_cancelling_a_stream_stops_the_upstream_call(start_sims: StartSims, start_grpc_host: StartHost) -> None:
     sims = await start_sims(**SLOW)
     host = await start_grpc_host(load_settings(environ=gateway_environ(sims)))
     async with grpc.aio.insecure_channel(f"127.0.0.1:{host.port}") as channel:
@@ -53,9 +51,7 @@ async def test_cancelling_a_stream_stops_the_upstream_call(
 
 
 @pytest.mark.slow
-async def test_sigterm_drains_an_in_flight_stream_and_exits_0(
-    start_sims: StartSims, host_process: object
-) -> None:
+async def test_sigterm_drains_an_in_flight_stream_and_exits_0(start_sims: StartSims, host_process: object) -> None:
     sims = await start_sims(**SLOW)
     proc: HostProcess = await host_process(gateway_json(sims), "--grace-seconds", "20")  # type: ignore[operator]
     async with grpc.aio.insecure_channel(f"127.0.0.1:{proc.port}") as channel:
@@ -86,9 +82,7 @@ async def test_sigterm_drains_an_in_flight_stream_and_exits_0(
 
 
 @pytest.mark.slow
-async def test_the_process_refuses_bad_configuration_naming_the_key(
-    host_process: object, tmp_path: object
-) -> None:
+async def test_the_process_refuses_bad_configuration_naming_the_key(host_process: object, tmp_path: object) -> None:
     bad = {"AzureOpenAI": {"Services": {"AlphaOpenAI": {"Endpoint": "not a url"}}}}
     with pytest.raises(AssertionError, match="AzureOpenAI:Services:AlphaOpenAI:Endpoint"):
         await host_process(bad)  # type: ignore[operator]

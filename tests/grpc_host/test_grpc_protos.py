@@ -39,8 +39,7 @@ def test_openai_proto_keeps_the_csharp_contract() -> None:
     assert file.GetOptions().csharp_namespace == "OpenAiRestApi.Services"
     service = file.services_by_name["OpenAIServiceGrpc"]
     methods = {
-        m.name: (m.input_type.name, m.output_type.name, m.server_streaming, m.client_streaming)
-        for m in service.methods
+        m.name: (m.input_type.name, m.output_type.name, m.server_streaming, m.client_streaming) for m in service.methods
     }
     assert methods == {
         "Echo": ("EchoRequest", "EchoResponse", False, False),
