@@ -17,7 +17,7 @@ from azure.core.exceptions import ClientAuthenticationError
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from core import ConfigurationError, load_settings
-from core._remote_series import decompress, default_instance, snapshot
+from core._remote_series import SeriesEncoder, decompress, default_instance, snapshot
 from core._remote_write import MONITOR_SCOPE, RemoteWritePusher, RetryPolicy
 from core._settings import RemoteWriteSettings
 
@@ -72,8 +72,9 @@ def _registry() -> CollectorRegistry:
     tokens.labels("contoso").inc(120)
     tokens.labels("fabrikam").inc(7)
     Gauge("openai_total_tokens_processed", "g", ("tenant_name",), registry=registry).labels("contoso").set(60)
-    latency = Histogram("gateway_request_duration_seconds", "h", ("route",), buckets=(0.1, 1.0),
-                        registry=registry)
+    latency = Histogram(
+        "gateway_request_duration_seconds", "h", ("route",), buckets=(0.1, 1.0), registry=registry
+    )
     latency.labels("/openai/chat").observe(0.5)
     return registry
 
@@ -98,8 +99,11 @@ async def test_push_sends_the_remote_write_wire_format(receiver: Receiver) -> No
     assert counter[1] == 120
     assert "__name__=openai_total_tokens_processed,instance=host-a:1,job=gw,tenant_name=contoso" in series
     names = {labels["__name__"] for labels, _, _ in series.values()}
-    assert {"gateway_request_duration_seconds_bucket", "gateway_request_duration_seconds_sum",
-            "gateway_request_duration_seconds_count"} <= names
+    assert {
+        "gateway_request_duration_seconds_bucket",
+        "gateway_request_duration_seconds_sum",
+        "gateway_request_duration_seconds_count",
+    } <= names
     assert not any(name.endswith("_created") for name in names)
     buckets = {labels["le"]: value for labels, value, _ in series.values() if "le" in labels}
     assert buckets == {"0.1": 0.0, "1.0": 1.0, "+Inf": 1.0}
@@ -173,8 +177,9 @@ class StandInCredential:
 
 async def test_entra_asks_for_the_monitor_scope_and_sends_a_bearer_token(receiver: Receiver) -> None:
     credential = StandInCredential()
-    pusher = RemoteWritePusher(_settings(receiver.url, auth="entra"), _registry(),
-                               credential=credential, retry=FAST)  # type: ignore[arg-type]
+    pusher = RemoteWritePusher(
+        _settings(receiver.url, auth="entra"), _registry(), credential=credential, retry=FAST
+    )  # type: ignore[arg-type]
     assert await pusher.push_now() and await pusher.push_now()
     await pusher.aclose()
     assert credential.scopes[0] == (MONITOR_SCOPE,) == ("https://monitor.azure.com/.default",)
@@ -185,8 +190,9 @@ async def test_entra_asks_for_the_monitor_scope_and_sends_a_bearer_token(receive
 
 async def test_entra_token_near_expiry_is_renewed_and_401_fetches_a_new_one(receiver: Receiver) -> None:
     credential = StandInCredential(expires_in=60)  # inside the 5-minute refresh margin
-    pusher = RemoteWritePusher(_settings(receiver.url, auth="entra"), _registry(),
-                               credential=credential, retry=FAST)  # type: ignore[arg-type]
+    pusher = RemoteWritePusher(
+        _settings(receiver.url, auth="entra"), _registry(), credential=credential, retry=FAST
+    )  # type: ignore[arg-type]
     await pusher.push_now()
     credential.expires_in = 3600
     await pusher.push_now()
@@ -199,8 +205,9 @@ async def test_entra_token_near_expiry_is_renewed_and_401_fetches_a_new_one(rece
 
 async def test_entra_failure_is_counted_not_raised(receiver: Receiver) -> None:
     registry = _registry()
-    pusher = RemoteWritePusher(_settings(receiver.url, auth="entra"), registry,
-                               credential=StandInCredential(fail=True), retry=FAST)  # type: ignore[arg-type]
+    pusher = RemoteWritePusher(
+        _settings(receiver.url, auth="entra"), registry, credential=StandInCredential(fail=True), retry=FAST
+    )  # type: ignore[arg-type]
     assert await pusher.push_now() is False
     assert registry.get_sample_value("gateway_remote_write_failures_total", {"reason": "auth"}) == 1
     assert receiver.requests == []
@@ -249,7 +256,8 @@ def test_instance_label_defaults() -> None:
 
     assert default_instance({"WEBSITE_INSTANCE_ID": "abc123"}) == "abc123"
     assert default_instance({"WEBSITE_INSTANCE_ID": "abc", "FUNCTIONS_WORKER_PROCESS_COUNT": "4"}) == (
-        f"abc:{os.getpid()}")
+        f"abc:{os.getpid()}"
+    )
     assert default_instance({"KUBERNETES_SERVICE_HOST": "10.0.0.1", "POD_NAME": "gw-7d9f"}) == "gw-7d9f"
     assert default_instance({"KUBERNETES_SERVICE_HOST": "10.0.0.1", "HOSTNAME": "gw-1"}) == "gw-1"
     assert default_instance({}) == f"{socket.gethostname()}:{os.getpid()}"
@@ -259,9 +267,14 @@ def test_instance_label_defaults() -> None:
 
 
 def test_settings_keys_reach_the_pusher() -> None:
-    settings = load_settings(environ={
-        "RemoteWrite__Enabled": "true", "RemoteWrite__Url": "http://127.0.0.1:9090/api/v1/write",
-        "RemoteWrite__Instance": "pod-x", "RemoteWrite__Auth": "none"})
+    settings = load_settings(
+        environ={
+            "RemoteWrite__Enabled": "true",
+            "RemoteWrite__Url": "http://127.0.0.1:9090/api/v1/write",
+            "RemoteWrite__Instance": "pod-x",
+            "RemoteWrite__Auth": "none",
+        }
+    )
     pusher = RemoteWritePusher(settings.remote_write, CollectorRegistry())
     assert pusher.instance == "pod-x"
 
@@ -272,8 +285,13 @@ def test_existing_job_and_instance_labels_are_kept_as_exported() -> None:
     snap = snapshot(registry, job="gw", instance="me", timestamp_ms=1000)
     (ts,) = decompress(snap.bodies[0]).timeseries
     labels = {label.name: label.value for label in ts.labels}
-    assert labels == {"__name__": "up_like", "exported_instance": "x:1", "exported_job": "other",
-                      "instance": "me", "job": "gw"}
+    assert labels == {
+        "__name__": "up_like",
+        "exported_instance": "x:1",
+        "exported_job": "other",
+        "instance": "me",
+        "job": "gw",
+    }
     assert ts.samples[0].timestamp == 1000
 
 
@@ -285,3 +303,38 @@ def test_large_registries_are_split_into_several_requests() -> None:
     snap = snapshot(registry, job="gw", instance="me", timestamp_ms=1, max_series_per_request=10)
     assert snap.series == 25
     assert [len(decompress(b).timeseries) for b in snap.bodies] == [10, 10, 5]
+
+
+def test_encoder_reuses_series_between_pushes_and_keeps_explicit_timestamps() -> None:
+    from prometheus_client.metrics_core import GaugeMetricFamily
+
+    registry = CollectorRegistry()
+    counter = Counter("c", "c", ("tenant_name",), registry=registry)
+    counter.labels("a").inc(1)
+
+    class Stamped:
+        def collect(self) -> list[GaugeMetricFamily]:
+            family = GaugeMetricFamily("stamped", "s", labels=("k",))
+            family.add_metric(("v",), 2.5, timestamp=1_700_000_000.25)
+            return [family]
+
+    registry.register(Stamped())
+    encoder = SeriesEncoder(job="gw", instance="me")
+    first = decompress(encoder.snapshot(registry, 1_700_000_001_000).bodies[0])
+    counter.labels("a").inc(2)
+    counter.labels("b").inc(5)
+    second = decompress(encoder.snapshot(registry, 1_700_000_002_000).bodies[0])
+    expected = {
+        ("c_total", "a"): (3.0, 1_700_000_002_000),
+        ("c_total", "b"): (5.0, 1_700_000_002_000),
+        ("stamped", ""): (2.5, 1_700_000_000_250),
+    }
+    got = {}
+    for ts in second.timeseries:
+        labels = {label.name: label.value for label in ts.labels}
+        got[(labels["__name__"], labels.get("tenant_name", ""))] = (ts.samples[0].value, ts.samples[0].timestamp)
+        assert labels["job"] == "gw" and labels["instance"] == "me"
+    assert got == expected
+    assert len(first.timeseries) == 2
+    # Old-style timestamps (0) and far-future ones use a different varint size: still decodable.
+    assert decompress(encoder.snapshot(registry, 5).bodies[0]).timeseries[0].samples[0].timestamp == 5
