@@ -38,16 +38,17 @@ async def test_cancelling_a_stream_stops_the_upstream_call(start_sims: StartSims
         for _ in range(2):
             assert (await call.read()).message
         call.cancel()
-        # The simulator saw its client (the gateway) hang up before the end of the completion.
-        assert await wait_until(lambda: sims.alpha.stats.aborted == 1)
+        # The simulator saw its client (the gateway) hang up before the end of the completion,
+        # and the host recorded the call as cancelled.
+        value = host.gateway.registry.get_sample_value
+        route = "/OpenAiRestApi.OpenAIServiceGrpc/GetChatCompletionsStreaming"
+        status = {"route": route, "status": "CANCELLED"}
+        assert await wait_until(lambda: sims.alpha.stats.aborted == 1 and value("gateway_requests_total", status) == 1)
     stats = sims.alpha.stats
     assert stats.succeeded == 0 and stats.generated.completion_tokens == 0
     # The partial stream is still charged to the tenant (estimated with tiktoken).
-    value = host.gateway.registry.get_sample_value
     labels = {"openai_name": "alphaopenai", "tenant_name": "contoso", "method_name": "stream"}
     assert (value("openai_prompt_tokens_total", labels) or 0) > 0
-    status = {"route": "/OpenAiRestApi.OpenAIServiceGrpc/GetChatCompletionsStreaming", "status": "CANCELLED"}
-    assert value("gateway_requests_total", status) == 1
 
 
 @pytest.mark.slow
