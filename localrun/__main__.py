@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
               f"        curl -H 'Content-Type: application/json' -d '[{{\"role\":\"user\",\"content\":"
               f"\"Tell me about Milan\"}}]' '{base}/openai/chat?tenant=contoso'\n"
               f"Ctrl-C stops everything.\n", flush=True)
-        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        signal.signal(signal.SIGTERM, _interrupt)
         while all(p.poll() is None for p in procs):
             time.sleep(0.5)
         failed = next(p for p in procs if p.poll() is not None)
@@ -107,6 +107,10 @@ def main(argv: list[str] | None = None) -> int:
                 proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _start_azurite(procs: list[subprocess.Popen[bytes]]) -> dict[str, str]:
