@@ -171,7 +171,7 @@ class RemoteWritePusher:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         async with self._lock:
-            await self._push()
+            await self._push(attempts=1)  # one try, bounded by TimeoutSeconds: shutdown stays quick
         if self._owns_session and self._session is not None:
             await self._session.close()
             self._session = None
@@ -183,12 +183,12 @@ class RemoteWritePusher:
             await asyncio.sleep(self._settings.interval_seconds)
             await self.push_now()
 
-    async def _push(self) -> bool:
+    async def _push(self, attempts: int | None = None) -> bool:
         # Encoding thousands of series takes milliseconds of CPU: keep it off the event loop.
         snap = await asyncio.to_thread(self._encoder.snapshot, self._registry, int(self._clock() * 1000))
         try:
             for body in snap.bodies:
-                await self._send_with_retries(body)
+                await self._send_with_retries(body, attempts or self._retry.attempts)
         except _PushError as exc:
             self._failures.labels(exc.reason).inc()
             self._failed_in_a_row += 1
@@ -202,11 +202,11 @@ class RemoteWritePusher:
         self._last_success.set(self._clock())
         return True
 
-    async def _send_with_retries(self, body: bytes) -> None:
+    async def _send_with_retries(self, body: bytes, attempts: int) -> None:
         policy = self._retry
         retrying = AsyncRetrying(
             retry=retry_if_exception(lambda exc: isinstance(exc, _PushError) and exc.retryable),
-            stop=stop_after_attempt(max(1, policy.attempts)),
+            stop=stop_after_attempt(max(1, attempts)),
             wait=wait_exponential_jitter(multiplier=policy.initial_backoff_seconds,
                                          max=policy.max_backoff_seconds,
                                          jitter=policy.initial_backoff_seconds),

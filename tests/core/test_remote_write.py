@@ -230,6 +230,15 @@ async def test_aclose_flushes_the_latest_values(receiver: Receiver) -> None:
     assert len(receiver.requests) == 1
 
 
+async def test_final_flush_tries_once_so_shutdown_stays_quick(receiver: Receiver) -> None:
+    registry = _registry()
+    pusher = RemoteWritePusher(_settings(receiver.url), registry, retry=FAST)
+    receiver.statuses = [503, 503]
+    await pusher.aclose()
+    assert len(receiver.requests) == 1
+    assert registry.get_sample_value("gateway_remote_write_failures_total", {"reason": "server"}) == 1
+
+
 async def test_interval_pushes_in_the_background(receiver: Receiver) -> None:
     import asyncio
 
