@@ -7,8 +7,8 @@ import signal
 
 import grpc
 import pytest
-from conftest import HostProcess, StartHost, StartSims, chat_request, gateway_environ, gateway_json
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_support import HostProcess, StartHost, StartSims, chat_request, gateway_environ, gateway_json
 
 from core import load_settings
 from protos import openai_pb2_grpc

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 import aiohttp
-from conftest import Sims, chat_request
+from grpc_support import Sims, chat_request
 from prometheus_client.parser import text_string_to_metric_families
 
 from grpc_host import RunningHost

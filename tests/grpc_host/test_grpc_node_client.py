@@ -15,7 +15,7 @@ from typing import Any
 
 import jwt
 import pytest
-from conftest import REPO, Sims, chat_request
+from grpc_support import REPO, Sims, chat_request
 
 from grpc_host import RunningHost
 from protos import openai_pb2_grpc

@@ -5,7 +5,7 @@ from __future__ import annotations
 import grpc
 import jwt
 import pytest
-from conftest import Sims, StartHost, chat_request, gateway_environ
+from grpc_support import Sims, StartHost, chat_request, gateway_environ
 
 from core import load_settings
 from grpc_host import RunningHost
