@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 from urllib.parse import quote
 
 import httpx2
@@ -117,16 +117,17 @@ class AzureOpenAIUpstream:
 
     async def open_stream(self, messages: Sequence[ChatMessage], *, retry: bool) -> UpstreamStream:
         client = self._client if retry else self._no_retry
+        body = {"messages": _wire(messages), "stream": True, "stream_options": {"include_usage": True},
+                **self._params}
         try:
-            stream = await client.chat.completions.create(
-                messages=_wire(messages),
-                stream=True,
-                stream_options={"include_usage": True},
-                **self._params,
+            response = await client.post(
+                self._path, content=orjson.dumps(body), cast_to=httpx2.Response,
+                options=_JSON_OPTIONS, stream=True, stream_cls=openai.AsyncStream[Any],
             )
         except openai.OpenAIError as exc:
             raise translate(self.name, exc) from None
-        return _SdkStream(self.name, stream)
+        # With cast_to=httpx2.Response the SDK hands back the unread response, whatever stream_cls.
+        return _SseStream(self.name, cast(httpx2.Response, response))
 
     async def aclose(self) -> None:
         await self._client.close()
@@ -143,30 +144,50 @@ def _reply(payload: Any) -> UpstreamReply:
     return UpstreamReply(str(text), None)
 
 
-class _SdkStream:
-    def __init__(self, name: str, stream: openai.AsyncStream[Any]) -> None:
+class _SseStream:
+    """Server-Sent Events of a chat completion, parsed with orjson (no model per chunk)."""
+
+    def __init__(self, name: str, response: httpx2.Response) -> None:
         self._name = name
-        self._stream = stream
+        self._response = response
 
     async def __aiter__(self) -> AsyncIterator[StreamEvent]:
         try:
-            async for chunk in self._stream:
-                for choice in chunk.choices:
-                    if choice.delta and choice.delta.content:
-                        yield StreamEvent(text=choice.delta.content)
-                if chunk.usage is not None:
-                    yield StreamEvent(
-                        usage=Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
-                    )
-        except openai.OpenAIError as exc:
-            raise translate(self._name, exc) from None
+            async for line in self._response.aiter_lines():
+                if not line.startswith("data:"):
+                    continue
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    return
+                for event in _events(self._name, orjson.loads(data)):
+                    yield event
         except (httpx2.HTTPError, OSError) as exc:
             raise UpstreamUnavailable(
                 f"Azure OpenAI instance '{self._name}' dropped the stream ({type(exc).__name__})"
             ) from None
+        except orjson.JSONDecodeError:
+            raise UpstreamError(f"Azure OpenAI instance '{self._name}' sent an unreadable event") from None
 
     async def aclose(self) -> None:
-        await self._stream.close()
+        await self._response.aclose()
+
+
+def _events(name: str, chunk: Any) -> list[StreamEvent]:
+    if not isinstance(chunk, dict):
+        return []
+    if isinstance(chunk.get("error"), dict):
+        message = str(chunk["error"].get("message", "error event"))[:300]
+        raise UpstreamError(f"Azure OpenAI instance '{name}' failed mid-stream: {message}")
+    events = [
+        StreamEvent(text=delta["content"])
+        for choice in chunk.get("choices") or ()
+        if isinstance(delta := choice.get("delta"), dict) and isinstance(delta.get("content"), str)
+        and delta["content"]
+    ]
+    usage = chunk.get("usage")
+    if isinstance(usage, dict) and isinstance(usage.get("prompt_tokens"), int):
+        events.append(StreamEvent(usage=Usage(usage["prompt_tokens"], int(usage.get("completion_tokens", 0)))))
+    return events
 
 
 def _wire(messages: Sequence[ChatMessage]) -> list[Any]:
