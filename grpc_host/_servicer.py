@@ -14,7 +14,7 @@ from typing import NoReturn, TypeVar
 
 import grpc
 
-from core import ChatMessage, Gateway, GatewayError, parse_conversation, resolve_tenant
+from core import ChatMessage, Completion, Gateway, GatewayError, parse_conversation, resolve_tenant
 from protos import openai_pb2, openai_pb2_grpc
 
 from ._status import failure_for
@@ -66,6 +66,17 @@ async def _internal(context: grpc.aio.ServicerContext, method: str) -> NoReturn:
     raise AssertionError("unreachable: context.abort raises")  # pragma: no cover
 
 
+def _usage_trailers(completion: Completion) -> tuple[tuple[str, str], ...]:
+    """What REST sends as X-Gateway-Instance / X-*-Tokens headers, as trailing metadata."""
+    usage = completion.usage
+    return (
+        ("x-gateway-instance", completion.instance),
+        ("x-prompt-tokens", str(usage.prompt_tokens)),
+        ("x-completion-tokens", str(usage.completion_tokens)),
+        ("x-total-tokens", str(usage.total_tokens)),
+    )
+
+
 class OpenAIService(openai_pb2_grpc.OpenAIServiceGrpcServicer):
     """The three RPCs of the C# sample, served by one shared :class:`core.Gateway`."""
 
@@ -114,6 +125,7 @@ class OpenAIService(openai_pb2_grpc.OpenAIServiceGrpcServicer):
         async def call() -> openai_pb2.GetChatCompletionsResponse:
             tenant = _tenant(request.tenant, context)
             completion = await self._gateway.chat(tenant, _conversation(self._gateway, request.conversation))
+            context.set_trailing_metadata(_usage_trailers(completion))
             return openai_pb2.GetChatCompletionsResponse(result=completion.text)
 
         return await self._guard(context, "GetChatCompletions", call)
@@ -129,6 +141,8 @@ class OpenAIService(openai_pb2_grpc.OpenAIServiceGrpcServicer):
                 async for delta in stream:
                     if delta:
                         await context.write(openai_pb2.GetChatCompletionsStreamingResponse(message=delta))
+                if stream.completion is not None:
+                    context.set_trailing_metadata(_usage_trailers(stream.completion))
             finally:
                 # Also runs when the caller cancels (CancelledError): stops the upstream call.
                 await stream.aclose()
