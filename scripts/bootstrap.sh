@@ -2,7 +2,7 @@
 # Install what the gateway needs on a fresh machine. Idempotent: re-running skips what is there.
 #   scripts/bootstrap.sh          Python runtime only (.venv), enough for scripts/run-local.sh
 #   scripts/bootstrap.sh --dev    everything the tests use: dev packages, Azurite (npm),
-#                                 the Node.js gRPC client, Debian's prometheus/wrk/hey
+#                                 the Node.js gRPC client, Debian's prometheus/wrk/hey/docker-compose
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dev=0
@@ -34,7 +34,7 @@ if [ -f clients/node/package.json ] && [ ! -d clients/node/node_modules ]; then
 fi
 
 missing=()
-for tool in prometheus wrk hey; do
+for tool in prometheus wrk hey docker-compose; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
