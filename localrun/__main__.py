@@ -132,7 +132,8 @@ def _start_prometheus() -> str:
     result = subprocess.run(["bash", str(script), "start"], cwd=ROOT, capture_output=True, text=True)
     if result.returncode != 0:
         return f"  Prometheus     failed to start: {result.stderr.strip()[:200]}\n"
-    return f"  Prometheus     {result.stdout.strip() or 'http://127.0.0.1:9090'}\n"
+    url = result.stdout.strip().removeprefix("Prometheus: ")
+    return f"  Prometheus     {url or 'http://127.0.0.1:9090'}\n"
 
 
 def _stop_prometheus(disabled: bool) -> None:
