@@ -107,6 +107,8 @@ class SlotTable:
             for attempt in range(self._max_attempts):
                 lease = await self._attempt(key, count, floor)
                 if lease is not None:
+                    if attempt:  # contended: read before the next write too, so that a process
+                        self._seen.pop(key, None)  # reusing its own ETag cannot starve the others
                     return lease
                 await asyncio.sleep(self._rng(0.0, min(self._jitter_cap, 0.001 * 2**attempt)))
         except HttpResponseError as exc:
