@@ -135,13 +135,18 @@ class AzureOpenAIUpstream:
 
 def _reply(payload: Any) -> UpstreamReply:
     """Text and usage of a chat.completion JSON body (choices may be absent when filtered)."""
-    choices = payload.get("choices") or [{}] if isinstance(payload, dict) else [{}]
+    if not isinstance(payload, dict):
+        return UpstreamReply("", None)
+    choices = payload.get("choices") or [{}]
     message = choices[0].get("message") or {}
-    text = message.get("content") or ""
-    usage = payload.get("usage") if isinstance(payload, dict) else None
+    return UpstreamReply(str(message.get("content") or ""), _usage(payload))
+
+
+def _usage(payload: dict[str, Any]) -> Usage | None:
+    usage = payload.get("usage")
     if isinstance(usage, dict) and isinstance(usage.get("prompt_tokens"), int):
-        return UpstreamReply(str(text), Usage(usage["prompt_tokens"], int(usage.get("completion_tokens", 0))))
-    return UpstreamReply(str(text), None)
+        return Usage(usage["prompt_tokens"], int(usage.get("completion_tokens") or 0))
+    return None
 
 
 class _SseStream:
@@ -184,9 +189,9 @@ def _events(name: str, chunk: Any) -> list[StreamEvent]:
         if isinstance(delta := choice.get("delta"), dict) and isinstance(delta.get("content"), str)
         and delta["content"]
     ]
-    usage = chunk.get("usage")
-    if isinstance(usage, dict) and isinstance(usage.get("prompt_tokens"), int):
-        events.append(StreamEvent(usage=Usage(usage["prompt_tokens"], int(usage.get("completion_tokens", 0)))))
+    usage = _usage(chunk)
+    if usage is not None:
+        events.append(StreamEvent(usage=usage))
     return events
 
 
@@ -226,9 +231,7 @@ def retry_after_seconds(headers: httpx2.Headers | None) -> float | None:
 def translate(name: str, exc: openai.OpenAIError) -> GatewayError:
     """The SDK's exception as a gateway error; details never include keys or tokens."""
     where = f"Azure OpenAI instance '{name}'"
-    if isinstance(exc, openai.APIConnectionError) and _never_connected(exc):
-        return UpstreamUnavailable(f"{where} is unreachable")
-    if isinstance(exc, openai.APITimeoutError):
+    if isinstance(exc, openai.APITimeoutError) and not _never_connected(exc):
         return UpstreamTimeout(f"{where} did not answer in time")
     if isinstance(exc, openai.APIConnectionError):
         return UpstreamUnavailable(f"{where} is unreachable")
