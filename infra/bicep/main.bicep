@@ -166,6 +166,7 @@ module keyVault 'modules/keyvault.bicep' = {
     adminPrincipalId: adminPrincipalId
     adminPrincipalType: adminPrincipalType
     secrets: keyVaultSecrets
+    settings: gatewaySecrets
   }
 }
 
@@ -218,11 +219,14 @@ module aks 'modules/aks.bicep' = {
 
 // ---- Function App settings: every configuration key the code reads (app-settings.json) ----
 // `__` stands for `:`. Azure OpenAI uses Entra ID (Type azuread), so there is no ApiKey setting.
-var coreSettings = [
+var systemPromptSettings = [
   {
     name: 'AzureOpenAI__SystemPrompt'
     value: systemPrompt
   }
+]
+
+var coreSettings = [
   {
     name: 'ChatCompletionsOptions__Temperature'
     value: chatTemperature
@@ -337,7 +341,19 @@ var tenantMappingSettings = [for m in items(tenantMappings): {
   value: m.value
 }]
 
-var functionAppSettings = concat(coreSettings, flatten(openAiServiceSettings), tenantMappingSettings)
+// The gateway settings the gRPC pods need too: one list, written both as Function App settings
+// and (below) as Key Vault secrets, so the two hosts cannot drift apart.
+var gatewaySettings = concat(systemPromptSettings, flatten(openAiServiceSettings), tenantMappingSettings)
+
+var functionAppSettings = concat(coreSettings, gatewaySettings)
+
+// ---- Key Vault secrets read by the gRPC host on AKS (KeyVaultName in infra/k8s) ----
+// The same names with the C# sample's `--` for `:` (AzureOpenAI--Services--AlphaOpenAI--Endpoint).
+// Key Vault secret names allow only letters, digits and `-`: service and tenant names must too.
+var gatewaySecrets = [for s in gatewaySettings: {
+  name: replace(s.name, '__', '--')
+  value: s.value
+}]
 
 module functionApp 'modules/functionapp.bicep' = {
   name: 'functionapp'

@@ -1,4 +1,5 @@
-// Key Vault in RBAC mode for API keys and settings. Secret names follow the C# sample's
+// Key Vault in RBAC mode for API keys and settings (the gRPC host on AKS reads its instances and
+// tenant mappings from here). Secret names follow the C# sample's
 // convention: the configuration key with `--` for `:` (AzureOpenAI--Services--Alpha--Endpoint).
 
 @description('Globally unique Key Vault name (3-24 characters).')
@@ -29,6 +30,9 @@ param adminPrincipalType string = 'User'
 @description('Secrets to store: configuration key (with `:`, `__` or `--` separators) to value.')
 @secure()
 param secrets object = {}
+
+@description('Gateway settings to store as secrets: [{ name, value }] with names already in the `--` form (AzureOpenAI--Services--AlphaOpenAI--Endpoint). Must not repeat a key of `secrets`.')
+param settings array = []
 
 var secretsUserRoleId = '4633458b-17de-408a-b874-0445c86b69e6'
 var secretsOfficerRoleId = 'b86a8fe4-44ce-4948-aee5-eccb2c155cd7'
@@ -61,6 +65,16 @@ resource secret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = [for item in it
   // checkov:skip=CKV_AZURE_41:These are configuration values (C# sample keys with --), not credentials with a lifetime; an expiry would make the gateway fail at start-up on a date.
   parent: vault
   name: replace(replace(item.key, ':', '--'), '__', '--')
+  properties: {
+    value: item.value
+    contentType: 'text/plain'
+  }
+}]
+
+resource settingSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = [for item in settings: {
+  // checkov:skip=CKV_AZURE_41:Gateway settings (endpoints, deployments, tenant mappings), not credentials with a lifetime; an expiry would make the gRPC host fail at start-up on a date.
+  parent: vault
+  name: item.name
   properties: {
     value: item.value
     contentType: 'text/plain'
