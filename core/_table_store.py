@@ -74,12 +74,29 @@ class _Throttle:
 
 @dataclass(slots=True)
 class _Pool:
-    """This process's view of one pool: slots ``next .. end-1`` are leased and not yet handed out."""
+    """This process's view of one pool: slots ``next .. end-1`` are leased and not yet handed out.
+
+    With K > 1, ``spare`` is the next lease, read ahead in the background (``ahead``) when half
+    of the current one is used, so that requests do not wait for storage.
+    """
 
     next: int = 0
     end: int = 0
     waiting: int = 0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    spare: Lease | None = None
+    ahead: asyncio.Task[None] | None = None
+
+    def has_slot(self) -> bool:
+        """A leased slot is available (switching to the spare lease if needed)."""
+        if self.next < self.end:
+            return True
+        spare, self.spare = self.spare, None
+        if spare is not None and max(spare.start, self.next) < spare.end:
+            # slots below ``next`` may have been handed out locally meanwhile: skip them
+            self.next, self.end = max(spare.start, self.next), spare.end
+            return True
+        return False
 
 
 class TableStateStore:
@@ -121,49 +138,78 @@ class TableStateStore:
         state = self._pools.get(pool)
         if state is None:
             state = self._pools[pool] = _Pool()
-        if state.next < state.end:
-            return self._hand_out(state)
+        if state.has_slot():
+            return self._hand_out(pool, state)
         if self._circuit_open():
             return self._local(state)
         state.waiting += 1
         try:
             async with state.lock:
-                if state.next < state.end:  # filled by the caller we waited for
-                    return self._hand_out(state)
+                if state.ahead is not None:  # a read-ahead is in flight: use it (bounded by its budget)
+                    await asyncio.wait({state.ahead})
+                if state.has_slot():  # filled by the caller we waited for, or read ahead
+                    return self._hand_out(pool, state)
                 if self._circuit_open():
                     return self._local(state)
-                return await self._refill(pool, state)
+                lease = await self._take(pool, max(self._lease_size, state.waiting), state.next)
+                if lease is None:
+                    return self._local(state)
+                state.next, state.end = lease.start, lease.end
+                return self._hand_out(pool, state)
         finally:
             state.waiting -= 1
 
     async def aclose(self) -> None:
+        tasks = [p.ahead for p in self._pools.values() if p.ahead is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self._table.aclose()
 
-    async def _refill(self, pool: str, state: _Pool) -> int:
-        count = max(self._lease_size, state.waiting)
+    async def _take(self, pool: str, count: int, floor: int) -> Lease | None:
+        """A lease from the table within the time budget, or None (the failure is recorded)."""
         try:
-            lease: Lease = await asyncio.wait_for(
-                self._table.take(pool, count, floor=state.next), self._timeout
-            )
+            lease: Lease = await asyncio.wait_for(self._table.take(pool, count, floor=floor), self._timeout)
         except TimeoutError:
             self._failed("timeout", f"no answer within {self._timeout * 1000:.0f} ms")
-            return self._local(state)
+            return None
         except SharedStateUnavailable as exc:
             self._failed(exc.reason, exc.detail)
-            return self._local(state)
+            return None
         self._recovered()
-        state.next, state.end = lease.start, lease.end
-        return self._hand_out(state)
+        return lease
 
-    def _hand_out(self, state: _Pool) -> int:
+    def _read_ahead(self, pool: str, state: _Pool) -> None:
+        """With K > 1, take the next lease in the background once half of this one is used."""
+        if (
+            self._lease_size == 1
+            or state.ahead is not None
+            or state.spare is not None
+            or (state.end - state.next) * 2 > self._lease_size
+            or self._circuit_open()
+        ):
+            return
+
+        async def fetch(floor: int) -> None:
+            try:
+                state.spare = await self._take(pool, self._lease_size, floor)
+            finally:
+                state.ahead = None
+
+        state.ahead = asyncio.get_running_loop().create_task(fetch(state.end))
+
+    def _hand_out(self, pool: str, state: _Pool) -> int:
         slot = state.next
         state.next += 1
+        self._read_ahead(pool, state)
         return slot
 
     def _local(self, state: _Pool) -> int:
         """A slot from local state: continues after the last lease (unique in this process)."""
         self._metrics.fallbacks.labels(reason=self._failure or "error").inc()
-        return self._hand_out(state)
+        slot = state.next
+        state.next += 1
+        return slot
 
     def _circuit_open(self) -> bool:
         return self._failure is not None and self._clock() < self._probe_at
@@ -200,9 +246,7 @@ def build_state_store(
     if config.type == "memory":
         return MemoryStateStore()
     if not _TABLE_NAME.match(config.table_name):
-        raise ConfigurationError(
-            "StateStore:TableName", "must be 3-63 letters or digits and start with a letter"
-        )
+        raise ConfigurationError("StateStore:TableName", "must be 3-63 letters or digits and start with a letter")
     client, credential = _table_client(settings)
     table = SlotTable(client, credential=credential)
     return TableStateStore(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import socket
 import subprocess
 import sys
 from collections import Counter
@@ -29,6 +31,7 @@ from simulator import DeploymentConfig, SimulatorConfig, SimulatorServer, run_si
 
 Azurite = Any  # tests/core/conftest.py: .connection_string, .stop(), .start()
 WORKER = Path(__file__).with_name("table_worker.py")
+DEV_KEY_PREFIX = "Eby8vdM02xNOcqFlqUwJ"  # Azurite's public account key, which must not reach logs anyway
 INSTANCES = 3
 
 
@@ -49,16 +52,12 @@ def make_store(
     return store
 
 
-def run_workers(
-    azurite: Azurite, *, table: str, lease: int, processes: int = 4, count: int = 250
-) -> list[int]:
+def run_workers(azurite: Azurite, *, table: str, lease: int, processes: int = 4, count: int = 250) -> list[int]:
     """``processes`` OS processes, started together, each taking ``count`` slots; all slots taken."""
     job = {"connection_string": azurite.connection_string, "table": table, "pool": "default",
            "lease": lease, "count": count, "concurrency": 4}  # fmt: skip
     procs = [
-        subprocess.Popen(
-            [sys.executable, str(WORKER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-        )
+        subprocess.Popen([sys.executable, str(WORKER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         for _ in range(processes)
     ]
     try:
@@ -78,6 +77,12 @@ def run_workers(
                 proc.kill()
     assert all(r["fallbacks"] == 0 for r in results), "a worker fell back to local state"
     return [slot for r in results for slot in r["slots"]]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def spread(slots: list[int]) -> int:
@@ -132,6 +137,19 @@ async def test_lease_takes_k_slots_per_write(azurite: Azurite) -> None:
     assert b == 16
 
 
+async def test_leases_read_ahead_without_skipping_slots(azurite: Azurite) -> None:
+    one = make_store(azurite.connection_string, tablename="readahead", leasesize=4)
+    two = make_store(azurite.connection_string, tablename="readahead", leasesize=4)
+    try:
+        a = [await one.next_slot("p") for _ in range(16)]
+        b = await two.next_slot("p")
+    finally:
+        await one.aclose()
+        await two.aclose()
+    assert a == list(range(16))
+    assert b >= 16 and b % 4 == 0
+
+
 async def test_table_is_created_when_missing(azurite: Azurite) -> None:
     store = make_store(azurite.connection_string, tablename="createdonuse")
     assert await store.next_slot("p") == 0
@@ -145,11 +163,11 @@ def fallbacks(registry: CollectorRegistry, reason: str) -> float:
     return registry.get_sample_value("gateway_state_store_fallbacks_total", {"reason": reason}) or 0.0
 
 
-async def test_storage_outage_is_served_locally_and_shared_state_returns(private_azurite: Azurite) -> None:
+@pytest.mark.parametrize("lease", [1, 4])
+async def test_storage_outage_is_served_locally_and_shared_state_returns(private_azurite: Azurite, lease: int) -> None:
     registry = CollectorRegistry()
-    store = make_store(
-        private_azurite.connection_string, registry, probe=0.2, tablename="outage", timeoutms=250
-    )
+    conn = private_azurite.connection_string
+    store = make_store(conn, registry, probe=0.2, tablename="outage", timeoutms=250, leasesize=lease)
     try:
         before = [await store.next_slot("p") for _ in range(20)]
         private_azurite.stop()
@@ -196,6 +214,23 @@ async def test_a_silent_store_costs_at_most_the_time_budget(
     assert registry.get_sample_value("gateway_state_store_shared") == 0
 
 
+async def test_fallback_is_logged_at_most_once_a_minute_without_secrets(
+    storage_connection_string: Callable[[int], str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Nothing listens on the port: every selection probes (interval 0), fails and falls back."""
+    registry = CollectorRegistry()
+    store = make_store(storage_connection_string(free_port()), registry, probe=0.0, tablename="refused")
+    with caplog.at_level(logging.INFO, logger="core.state_store"):
+        slots = [await store.next_slot("p") for _ in range(30)]
+    await store.aclose()
+    assert slots == list(range(30))
+    assert fallbacks(registry, "error") == 30
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "local state" in warnings[0].getMessage()
+    assert "AccountKey" not in caplog.text and DEV_KEY_PREFIX not in caplog.text
+
+
 def test_memory_type_builds_the_in_memory_store() -> None:
     store = build_state_store(Settings(), registry=CollectorRegistry())
     assert isinstance(store, MemoryStateStore)
@@ -231,9 +266,7 @@ def test_storage_is_chosen_like_a_functions_app(
          "StateStore:TableName"),
     ],
 )  # fmt: skip
-def test_bad_storage_configuration_fails_at_start_naming_the_key(
-    state_store: dict[str, str], key: str
-) -> None:
+def test_bad_storage_configuration_fails_at_start_naming_the_key(state_store: dict[str, str], key: str) -> None:
     with pytest.raises(ConfigurationError) as caught:
         build_state_store(Settings.model_validate({"statestore": state_store}), registry=CollectorRegistry())
     assert caught.value.key == key
