@@ -42,7 +42,9 @@ class Store:
     lease: int = 1
 
 
-STORES = (Store("memory", "memory"), Store("table K=1", "table", 1), Store("table K=16", "table", 16))
+def stores(leases: str) -> tuple[Store, ...]:
+    """memory, then one Table store per lease size in ``leases`` ("1,16")."""
+    return (Store("memory", "memory"), *(Store(f"table K={k}", "table", int(k)) for k in leases.split(",")))
 
 
 def free_port() -> int:
@@ -163,14 +165,15 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="per gateway run (default 10)")
     parser.add_argument("--connections", type=int, default=32, help="hey -c (default 32)")
     parser.add_argument("--rounds", type=int, default=3, help="gateway runs per store, best kept (default 3)")
+    parser.add_argument("--leases", default="1,16", help="Table lease sizes K to measure (default 1,16)")
     parser.add_argument("--skip-gateway", action="store_true")
     args = parser.parse_args()
-    counts = {"memory": 200_000, "table K=1": 500, "table K=16": 8_000}
+    all_stores = stores(args.leases)
     with tempfile.TemporaryDirectory(prefix="bench-state-") as tmp, azurite(Path(tmp) / "azurite") as conn:
         print(f"selections/s from {args.processes} processes x {args.callers} callers (Azurite on loopback)")
         print(f"{'store':<12} {'selections':>10} {'per second':>12} {'fallbacks':>9} {'duplicates':>10}")
-        for store in STORES:
-            count = counts[store.label]
+        for store in all_stores:
+            count = 200_000 if store.type == "memory" else 500 * store.lease
             rate, fell, dup = selections(store, conn, processes=args.processes, count=count, callers=args.callers)
             print(
                 f"{store.label:<12} {count * args.processes:>10} {rate:>12,.0f} {fell:>9.0f} {dup:>10}",
@@ -201,12 +204,13 @@ def main() -> int:
             print(f"{'store':<12} {'req/s':>9} {'vs memory':>9} {'200':>7} {'other':>6}")
             best: dict[str, tuple[float, int, int]] = {}
             for round_ in range(args.rounds):  # interleaved and rotated, so drift hits every store alike
-                for store in STORES[round_ % 3 :] + STORES[: round_ % 3]:
+                turn = round_ % len(all_stores)
+                for store in all_stores[turn:] + all_stores[:turn]:
                     result = gateway_throughput(store, conn, ports, args.seconds, args.connections)
                     if store.label not in best or result[0] > best[store.label][0]:
                         best[store.label] = result
             base = best["memory"][0]
-            for store in STORES:
+            for store in all_stores:
                 rps, ok, other = best[store.label]
                 print(f"{store.label:<12} {rps:>9,.0f} {rps / base:>8.2f}x {ok:>7} {other:>6}")
     return 0
