@@ -117,9 +117,7 @@ class SlotTable:
                 f"Table storage answered {exc.status_code} ({getattr(exc, 'error_code', None) or 'no code'})",
             ) from None
         except AzureError as exc:
-            raise SharedStateUnavailable(
-                "error", f"Table storage unreachable ({type(exc).__name__})"
-            ) from None
+            raise SharedStateUnavailable("error", f"Table storage unreachable ({type(exc).__name__})") from None
         raise SharedStateUnavailable("contention", f"gave up after {self._max_attempts} conflicting updates")
 
     async def aclose(self) -> None:

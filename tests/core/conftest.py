@@ -68,9 +68,7 @@ class Azurite:
         while not _port_open(self.port):
             if self._proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(
-                    f"azurite did not start on port {self.port}; see {self.workdir}/azurite.log"
-                )
+                raise RuntimeError(f"azurite did not start on port {self.port}; see {self.workdir}/azurite.log")
             time.sleep(0.05)
 
     def stop(self) -> None:

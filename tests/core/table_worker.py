@@ -52,10 +52,7 @@ async def run(job: dict[str, object]) -> dict[str, object]:
     seconds = time.perf_counter() - started
     await store.aclose()
     fallbacks = sum(
-        s.value
-        for m in registry.collect()
-        for s in m.samples
-        if s.name == "gateway_state_store_fallbacks_total"
+        s.value for m in registry.collect() for s in m.samples if s.name == "gateway_state_store_fallbacks_total"
     )
     return {"slots": slots, "seconds": seconds, "fallbacks": fallbacks}
 
