@@ -21,8 +21,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-level", default="warning", help="uvicorn log level (default warning)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # The SDK's transport logs every upstream request at INFO: noise, and a cost on the hot path.
-    logging.getLogger("httpx2").setLevel(logging.WARNING)
+    # The SDKs log every HTTP request at INFO (openai's transport; azure-core with all headers):
+    # noise, and a cost on the hot path.
+    for noisy in ("httpx2", "azure"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         settings = load_settings(json_path=args.config)
     except ConfigurationError as exc:
