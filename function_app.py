@@ -7,10 +7,10 @@ delegates to the handlers shared with the local server (``http_api``).
 import azure.functions as func
 from azurefunctions.extensions.http.fastapi import Request, Response, StreamingResponse
 
-from http_api import LazyGateway, RestHandlers, settings_from_environment
+from http_api import RestHandlers, gateway_from_environment
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
-handlers = RestHandlers(LazyGateway(settings_from_environment))
+handlers = RestHandlers(gateway_from_environment())
 
 
 @app.route(route="openai/echo", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)

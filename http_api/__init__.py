@@ -2,13 +2,14 @@
 
 from ._handlers import RestHandlers
 from ._problems import problem, problem_for, status_for
-from ._runtime import LazyGateway, settings_from_environment
+from ._runtime import LazyGateway, gateway_from_environment, settings_from_environment
 from .app import create_app
 
 __all__ = [
     "LazyGateway",
     "RestHandlers",
     "create_app",
+    "gateway_from_environment",
     "problem",
     "problem_for",
     "settings_from_environment",

@@ -14,6 +14,14 @@ def settings_from_environment() -> Settings:
     return load_settings(json_path=os.environ.get("GATEWAY_CONFIG") or None)
 
 
+def gateway_from_environment() -> LazyGateway:
+    """The Functions host's gateway. Settings that need no network (no ``KeyVaultName``) are
+    validated now, at import, so a bad app setting fails the host's start-up naming the key;
+    with Key Vault, settings are read on the first request (no network I/O at import)."""
+    uses_key_vault = any(k.lower() == "keyvaultname" and v for k, v in os.environ.items())
+    return LazyGateway(settings_from_environment if uses_key_vault else settings_from_environment())
+
+
 class LazyGateway:
     """Builds the gateway once, on the first request, and starts its background tasks."""
 

@@ -16,6 +16,8 @@ import pytest
 from fastapi import Request
 from gateway_stack import settings_tree, start_simulator
 
+from core import ConfigurationError
+
 EXPECTED = {
     # name: (route, methods, auth level)
     "echo": ("openai/echo", ["GET"], func.AuthLevel.FUNCTION),
@@ -67,6 +69,14 @@ def test_host_indexes_exactly_the_expected_http_functions():
         found[function.get_function_name()] = (
             trigger.route, [str(m.value) for m in trigger.methods], trigger.auth_level)
     assert found == EXPECTED
+
+
+def test_bad_app_setting_fails_the_start_naming_the_key(monkeypatch):
+    monkeypatch.setenv("AzureOpenAI__Services__AlphaOpenAI__MaxRetries", "lots")
+    with pytest.raises(ConfigurationError, match="AzureOpenAI:Services:AlphaOpenAI:MaxRetries"):
+        importlib.reload(importlib.import_module("function_app"))
+    monkeypatch.delenv("AzureOpenAI__Services__AlphaOpenAI__MaxRetries")
+    importlib.reload(importlib.import_module("function_app"))
 
 
 def test_host_json_routes_without_the_api_prefix():
