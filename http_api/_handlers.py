@@ -93,7 +93,7 @@ class RestHandlers:
         sse = "text/event-stream" in request.headers.get("accept", "")
         body = _sse(stream) if sse else _json_array(stream)
         return StreamingResponse(
-            _observed(body, stream, gateway, started),
+            _observed(body, stream, gateway, started, sse=sse),
             media_type="text/event-stream" if sse else "application/json; charset=utf-8",
             headers={"X-Gateway-Instance": stream.instance, "Cache-Control": "no-cache",
                      "X-Accel-Buffering": "no"},
@@ -161,13 +161,8 @@ async def _json_array(stream: ChatStream) -> AsyncIterator[bytes]:
 
 
 async def _sse(stream: ChatStream) -> AsyncIterator[bytes]:
-    try:
-        async for delta in stream:
-            yield b"data: " + orjson.dumps({"delta": delta}) + b"\n\n"
-    except GatewayError as exc:
-        body = {"title": exc.title, "status": status_for(exc), "detail": exc.detail}
-        yield b"event: error\ndata: " + orjson.dumps(body) + b"\n\n"
-        return
+    async for delta in stream:
+        yield b"data: " + orjson.dumps({"delta": delta}) + b"\n\n"
     completion = stream.completion
     if completion is not None:
         usage = {"prompt_tokens": completion.usage.prompt_tokens,
@@ -178,9 +173,13 @@ async def _sse(stream: ChatStream) -> AsyncIterator[bytes]:
 
 
 async def _observed(
-    body: AsyncIterator[bytes], stream: ChatStream, gateway: Gateway, started: float
+    body: AsyncIterator[bytes], stream: ChatStream, gateway: Gateway, started: float, *, sse: bool
 ) -> AsyncIterator[bytes]:
-    """Close the upstream however the response ends (done, error, client gone) and record it."""
+    """Close the upstream however the response ends (done, error, client gone) and record it.
+
+    A failure after the 200 was sent ends SSE with an ``event: error``; the JSON array cannot
+    carry one, so its connection is aborted and the client sees an incomplete body.
+    """
     status = "200"
     try:
         async for part in body:
@@ -188,7 +187,10 @@ async def _observed(
     except GatewayError as exc:
         status = str(status_for(exc))
         log.warning("stream from %s ended early: %s", stream.instance, exc.detail)
-        raise
+        if not sse:
+            raise
+        problem = {"title": exc.title, "status": status_for(exc), "detail": exc.detail}
+        yield b"event: error\ndata: " + orjson.dumps(problem) + b"\n\n"
     finally:
         await stream.aclose()
         gateway.metrics.observe_request("stream", status, time.perf_counter() - started)

@@ -96,3 +96,17 @@ async def test_cut_stream_still_counts_the_tokens_it_used(tmp_path):
                 break
             await asyncio.sleep(0.05)
     assert samples[key] > 0
+
+
+async def test_upstream_dropping_a_stream_midway_ends_it_with_an_error_event_and_bills_what_was_sent(tmp_path):
+    async with gateway_stack(tmp_path) as stack:
+        stack.alpha.set_fault(drop=True, drop_after_chunks=4, count=1)
+        response = await stack.client.post("/openai/stream?tenant=contoso", json=[{"role": "user", "content": "Hi"}],
+                                           headers={"Accept": "text/event-stream"})
+        samples = await stack.metrics()
+    events = [e for e in response.text.split("\n\n") if e]
+    error = json.loads(next(e for e in events if e.startswith("event: error")).split("data: ", 1)[1])
+    assert error["status"] == 503 and "AlphaOpenAI" in error["detail"]
+    assert "data: [DONE]" not in events
+    assert samples[("openai_prompt_tokens_total", labels("alphaopenai", "contoso", "stream"))] > 0
+    assert samples[("gateway_requests_total", (("route", "stream"), ("status", "503")))] == 1
