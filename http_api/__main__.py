@@ -10,6 +10,7 @@ import uvicorn
 
 from core import ConfigurationError, load_settings
 
+from ._handlers import quiet_stream_aborts
 from .app import create_app
 
 
@@ -25,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     # noise, and a cost on the hot path.
     for noisy in ("httpx2", "azure"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("uvicorn.error").addFilter(quiet_stream_aborts)
     try:
         settings = load_settings(json_path=args.config)
     except ConfigurationError as exc:

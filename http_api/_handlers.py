@@ -34,6 +34,19 @@ GatewayProvider = Callable[[], Awaitable[Gateway]]
 JSON_TYPES = ("application/json", "text/json")
 
 
+class StreamAborted(Exception):
+    """Raised to abort a JSON-array stream whose upstream failed after the 200 was sent.
+
+    The failure is already logged as one warning line; the local server drops the ASGI
+    server's traceback for it (``quiet_stream_aborts``).
+    """
+
+
+def quiet_stream_aborts(record: logging.LogRecord) -> bool:
+    """A logging filter: False for the ASGI server's report of a :class:`StreamAborted`."""
+    return not (record.exc_info and isinstance(record.exc_info[1], StreamAborted))
+
+
 class RestHandlers:
     """The REST contract of design.md over one gateway (built lazily by ``provider``)."""
 
@@ -188,7 +201,7 @@ async def _observed(
         status = str(status_for(exc))
         log.warning("stream from %s ended early: %s", stream.instance, exc.detail)
         if not sse:
-            raise
+            raise StreamAborted(exc.detail) from None
         problem = {"title": exc.title, "status": status_for(exc), "detail": exc.detail}
         yield b"event: error\ndata: " + orjson.dumps(problem) + b"\n\n"
     finally:

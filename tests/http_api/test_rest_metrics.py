@@ -7,6 +7,7 @@ import json
 import random
 from collections import defaultdict
 
+import pytest
 from gateway_stack import gateway_stack
 
 KINDS = ("prompt", "completion", "total")
@@ -108,5 +109,21 @@ async def test_upstream_dropping_a_stream_midway_ends_it_with_an_error_event_and
     error = json.loads(next(e for e in events if e.startswith("event: error")).split("data: ", 1)[1])
     assert error["status"] == 503 and "AlphaOpenAI" in error["detail"]
     assert "data: [DONE]" not in events
+    assert samples[("openai_prompt_tokens_total", labels("alphaopenai", "contoso", "stream"))] > 0
+    assert samples[("gateway_requests_total", (("route", "stream"), ("status", "503")))] == 1
+
+
+async def test_json_array_stream_cut_by_the_upstream_is_aborted_not_completed(tmp_path):
+    """The JSON-array format cannot carry an error: the client must see a broken body, not a valid
+    but truncated answer; the tokens used are still billed."""
+    import httpx
+
+    async with gateway_stack(tmp_path) as stack:
+        stack.alpha.set_fault(drop=True, drop_after_chunks=4, count=1)
+        with pytest.raises(httpx.HTTPError):
+            async with stack.client.stream("POST", "/openai/stream?tenant=contoso",
+                                           json=[{"role": "user", "content": "Hi"}]) as response:
+                json.loads(await response.aread())
+        samples = await stack.metrics()
     assert samples[("openai_prompt_tokens_total", labels("alphaopenai", "contoso", "stream"))] > 0
     assert samples[("gateway_requests_total", (("route", "stream"), ("status", "503")))] == 1
