@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import json
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,7 @@ import grpc
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from localrun.ports import free_port, wait_port  # noqa: E402
 from protos import openai_pb2, openai_pb2_grpc  # noqa: E402
 
 KEY = "bench-key"
@@ -58,23 +58,6 @@ class Result:
     def percentile(self, q: float) -> float:
         ordered = sorted(self.latencies_ms)
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_port(port: int, proc: subprocess.Popen[bytes]) -> None:
-    for _ in range(300):  # bounded: 30 s
-        if proc.poll() is not None:
-            raise SystemExit(f"process exited early: {proc.args}")
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise SystemExit(f"port {port} never opened")
 
 
 Call = Callable[[], Awaitable[None]]

@@ -14,34 +14,19 @@ import json
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from localrun.ports import free_port, wait_port  # noqa: E402
+
 KEY = "bench-key"
 DEPLOYMENT = "gpt-35-turbo-16k"
 BODY = [{"role": "user", "content": "Tell me about Milan"}]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_port(port: int, proc: subprocess.Popen[bytes]) -> None:
-    for _ in range(300):
-        if proc.poll() is not None:
-            raise SystemExit(f"process exited early: {proc.args}")
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise SystemExit(f"port {port} never opened")
 
 
 def lua_script(tmp: Path, headers: dict[str, str], body: str) -> Path:

@@ -18,7 +18,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from localrun.ports import free_port, wait_port  # noqa: E402
+
 WORKER = ROOT / "tests" / "core" / "table_worker.py"
 AZURITE = ROOT / "scripts" / "azurite.sh"
 DEPLOYMENT = "gpt-35-turbo-16k"
@@ -45,24 +48,6 @@ class Store:
 def stores(leases: str) -> tuple[Store, ...]:
     """memory, then one Table store per lease size in ``leases`` ("1,16")."""
     return (Store("memory", "memory"), *(Store(f"table K={k}", "table", int(k)) for k in leases.split(",")))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_port(port: int, proc: subprocess.Popen[bytes] | None = None, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process {proc.args!r} exited with {proc.returncode}")
-        time.sleep(0.1)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {seconds} s")
 
 
 @contextmanager

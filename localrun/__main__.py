@@ -12,28 +12,16 @@ import argparse
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from .ports import PortNotOpen, wait_port
+
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "config" / "appsettings.sample.json"
 RUN_DIR = ROOT / ".run"
-
-
-def _wait_port(port: int, what: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"{what} exited with code {proc.returncode}; see the log above")
-        with socket.socket() as sock:
-            sock.settimeout(0.2)
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise SystemExit(f"{what} did not open port {port} within {timeout:.0f}s")
 
 
 def _start(cmd: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
@@ -64,20 +52,20 @@ def main(argv: list[str] | None = None) -> int:
                           "--log-level", "WARNING",
                           "--instances", "AlphaOpenAI:8101:sim-key-alpha,BetaOpenAI:8102:sim-key-beta"])
             procs.append(sim)
-            _wait_port(8101, "simulator AlphaOpenAI", sim)
-            _wait_port(8102, "simulator BetaOpenAI", sim)
+            wait_port(8101, sim, what="simulator AlphaOpenAI")
+            wait_port(8102, sim, what="simulator BetaOpenAI")
         if args.state == "table":
             env.update(_start_azurite(procs))
         rest = _start([sys.executable, "-m", "http_api", "--config", str(config),
                        "--port", str(args.rest_port)], env)
         procs.append(rest)
-        _wait_port(args.rest_port, "REST gateway", rest)
+        wait_port(args.rest_port, rest, what="REST gateway")
         grpc_line = ""
         if not args.no_grpc and (ROOT / "grpc_host").is_dir():
             grpc = _start([sys.executable, "-m", "grpc_host", "--config", str(config), "--port",
                            str(args.grpc_port), "--metrics-port", str(args.grpc_metrics_port)], env)
             procs.append(grpc)
-            _wait_port(args.grpc_port, "gRPC host", grpc)
+            wait_port(args.grpc_port, grpc, what="gRPC host")
             grpc_line = (f"  gRPC host      127.0.0.1:{args.grpc_port}  "
                          f"(metrics http://127.0.0.1:{args.grpc_metrics_port}/metrics)\n")
         prom_line = "" if args.no_prometheus else _start_prometheus()
@@ -94,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(0.5)
         failed = next(p for p in procs if p.poll() is not None)
         print(f"a process exited ({' '.join(map(str, failed.args))[:120]}); stopping", file=sys.stderr)
+        return 1
+    except PortNotOpen as exc:
+        print(f"localrun: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 0
@@ -120,7 +111,7 @@ def _start_azurite(procs: list[subprocess.Popen[bytes]]) -> dict[str, str]:
     data.mkdir(exist_ok=True)
     proc = _start(["bash", str(script), "run", "10002", str(data)])
     procs.append(proc)
-    _wait_port(10002, "Azurite", proc)
+    wait_port(10002, proc, what="Azurite")
     print("  Azurite Table  http://127.0.0.1:10002 (round-robin state)", flush=True)
     return {"StateStore__Type": "table", "AzureWebJobsStorage": "UseDevelopmentStorage=true"}
 

@@ -7,7 +7,6 @@ simulators through the real ``openai`` SDK over real HTTP.
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -20,16 +19,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from core import Settings, load_settings
 from core._config import merge
 from http_api import create_app
+from localrun.ports import free_port
 from simulator import DeploymentConfig, SimulatorConfig, SimulatorServer, run_simulator
 
 DEPLOYMENT = "gpt-35-turbo-16k"
 KEYS = {"AlphaOpenAI": "sim-key-alpha", "BetaOpenAI": "sim-key-beta"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def settings_tree(sims: dict[str, SimulatorServer], **overrides: Any) -> dict[str, Any]:

@@ -19,16 +19,12 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from localrun.ports import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
 DEPLOYMENT = "gpt-35-turbo-16k"
 INSTANCES = {"AlphaOpenAI": "sim-key-alpha", "BetaOpenAI": "sim-key-beta"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _wait_tcp(port: int, proc: subprocess.Popen[bytes], log: Path, seconds: float = 30.0) -> None:

@@ -92,7 +92,7 @@ def test_json_error_document_for_scripts(run: LocalRun, transport: str) -> None:
 
 
 def test_unreachable_gateway_is_reported_not_a_traceback(run: LocalRun, transport: str) -> None:
-    from clients_stack import free_port
+    from localrun.ports import free_port
 
     dead = (
         ["--url", f"http://127.0.0.1:{free_port()}"]

@@ -104,7 +104,7 @@ def test_failures_fail_the_run_unless_expected_and_show_in_the_table(run: LocalR
 
 
 def test_unreachable_gateway_fails_every_request_with_exit_1(run: LocalRun) -> None:
-    from clients_stack import free_port
+    from localrun.ports import free_port
 
     result = cli(run, "grpc", "traffic", "-n", "4", "-q", "--target", f"127.0.0.1:{free_port()}")
     assert result.exit_code == 1

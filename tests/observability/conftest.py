@@ -12,7 +12,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from prom_server import PrometheusServer, free_port, require_prometheus
+from prom_server import PrometheusServer, require_prometheus
+
+from localrun.ports import free_port
 
 
 @pytest.fixture(scope="session")

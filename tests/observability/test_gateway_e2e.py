@@ -30,9 +30,10 @@ from typing import Any
 import grpc
 import httpx
 import pytest
-from prom_server import PrometheusServer, free_port
+from prom_server import PrometheusServer
 from prometheus_client.parser import text_string_to_metric_families
 
+from localrun.ports import free_port
 from protos import openai_pb2, openai_pb2_grpc
 
 ROOT = Path(__file__).resolve().parents[2]

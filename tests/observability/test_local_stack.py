@@ -15,8 +15,10 @@ from pathlib import Path
 import httpx
 import pytest
 from aiohttp import web
-from prom_server import PrometheusServer, free_port, require_prometheus
+from prom_server import PrometheusServer, require_prometheus
 from prometheus_client import CollectorRegistry, Counter, generate_latest
+
+from localrun.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "prometheus.sh"

@@ -15,12 +15,13 @@ from collections.abc import AsyncIterator, Callable
 import httpx
 import pytest
 from aiohttp import web
-from prom_server import PrometheusServer, free_port
+from prom_server import PrometheusServer
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 
 from core import ChatMessage, build_gateway, load_settings
 from core._remote_write import RemoteWritePusher, RetryPolicy
 from core._settings import RemoteWriteSettings
+from localrun.ports import free_port
 from simulator import DeploymentConfig, SimulatorConfig, run_simulator
 
 FAST = RetryPolicy(attempts=2, initial_backoff_seconds=0.05, max_backoff_seconds=0.1)
