@@ -29,7 +29,7 @@ def build_gateway(
 ) -> Gateway:
     """Wire the gateway from settings. Instances without endpoint or credentials are skipped."""
     registry = registry if registry is not None else CollectorRegistry()
-    factory = upstream_factory or _azure_upstream
+    factory = upstream_factory or _azure_upstreams()
     upstreams: dict[str, Upstream] = {}
     for name, service in settings.azure_openai.services.items():
         problem = unusable_reason(service)
@@ -58,13 +58,20 @@ def unusable_reason(service: ServiceSettings) -> str:
     return ""
 
 
-def _azure_upstream(name: str, service: ServiceSettings, settings: Settings) -> Upstream:
+def _azure_upstreams() -> UpstreamFactory:
+    """Upstreams on the openai SDK; ``azuread`` instances share one Entra credential and its cache."""
     provider: TokenProvider | None = None
-    if service.type == "azuread":
-        from azure.identity.aio import DefaultAzureCredential, get_bearer_token_provider
 
-        provider = get_bearer_token_provider(DefaultAzureCredential(), COGNITIVE_SERVICES_SCOPE)
-    return AzureOpenAIUpstream(name, service, settings.chat_completions_options, token_provider=provider)
+    def factory(name: str, service: ServiceSettings, settings: Settings) -> Upstream:
+        nonlocal provider
+        if service.type == "azuread" and provider is None:
+            from azure.identity.aio import DefaultAzureCredential, get_bearer_token_provider
+
+            provider = get_bearer_token_provider(DefaultAzureCredential(), COGNITIVE_SERVICES_SCOPE)
+        tokens = provider if service.type == "azuread" else None
+        return AzureOpenAIUpstream(name, service, settings.chat_completions_options, token_provider=tokens)
+
+    return factory
 
 
 def _state_store(settings: Settings, registry: CollectorRegistry) -> StateStore:

@@ -105,6 +105,9 @@ class Gateway:
             raise UpstreamUnavailable(
                 "no Azure OpenAI instance is configured; set AzureOpenAI:Services:<Name>:Endpoint"
             )
+        with_prompt = with_system_prompt(messages, self.settings.azure_openai.system_prompt)
+        context = self.settings.chat_completions_options.max_tokens or DEFAULT_CONTEXT_TOKENS
+        prompts: dict[int, tuple[ChatMessage, ...]] = {}  # by budget: truncate once per budget
         last: GatewayError | None = None
         for position, name in enumerate(candidates):
             upstream = self._upstreams.get(name)
@@ -113,7 +116,10 @@ class Gateway:
                     f"tenant '{tenant}' is mapped to instance '{name}', which has no endpoint or "
                     "credentials configured"
                 )
-            prompt = self._prepare(messages, upstream)
+            budget = context - upstream.settings.max_response_tokens
+            if budget not in prompts:
+                prompts[budget] = truncate(with_prompt, budget)
+            prompt = prompts[budget]
             is_last = position == len(candidates) - 1
             try:
                 return await call(upstream, prompt, is_last)
@@ -136,11 +142,6 @@ class Gateway:
         cooldown = self.settings.gateway.unhealthy_cooldown_seconds
         self._router.cool_down(name, wait if isinstance(wait, float) else cooldown)
         log.warning("instance %s failed (%s); trying the next one if any", name, reason)
-
-    def _prepare(self, messages: Sequence[ChatMessage], upstream: Upstream) -> tuple[ChatMessage, ...]:
-        with_prompt = with_system_prompt(messages, self.settings.azure_openai.system_prompt)
-        context = self.settings.chat_completions_options.max_tokens or DEFAULT_CONTEXT_TOKENS
-        return truncate(with_prompt, context - upstream.settings.max_response_tokens)
 
 
 class ChatStream:

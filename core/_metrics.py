@@ -41,7 +41,6 @@ class _Series:
     totals: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
     buckets: list[list[int]] = field(default_factory=list)  # per kind, cumulative on export
     sums: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
-    count: int = 0
 
 
 class TokenCollector:
@@ -68,7 +67,6 @@ class TokenCollector:
             if series is None:
                 series = _Series(buckets=[[0] * (len(b) + 1) for b in self._bounds])
                 self._series[key] = series
-            series.count += 1
             for i, value in enumerate(values):
                 series.last[i] = value
                 series.totals[i] += value
@@ -120,19 +118,15 @@ def _bucket_index(bounds: tuple[float, ...], value: float) -> int:
 def _cumulative(bounds: tuple[float, ...], counts: list[int]) -> list[tuple[str, float]]:
     running = 0
     out: list[tuple[str, float]] = []
-    for bound, count in zip((*[_fmt(b) for b in bounds], "+Inf"), counts, strict=True):
+    for bound, count in zip((*[repr(float(b)) for b in bounds], "+Inf"), counts, strict=True):
         running += count
         out.append((bound, float(running)))
     return out
 
 
-def _fmt(bound: float) -> str:
-    return repr(float(bound))
-
-
 def _copy(series: _Series) -> _Series:
     return _Series(list(series.last), list(series.totals), [list(b) for b in series.buckets],
-                   list(series.sums), series.count)
+                   list(series.sums))
 
 
 class GatewayMetrics:

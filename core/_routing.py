@@ -34,9 +34,6 @@ class Router:
     def instances(self) -> tuple[str, ...]:
         return self._instances
 
-    def mapped(self, tenant: str) -> str | None:
-        return self._mappings.get(tenant)
-
     async def candidates(self, tenant: str) -> tuple[str, ...]:
         """Instances to try, in order: the first is the choice, the rest are failover."""
         own = self._mappings.get(tenant)
@@ -54,6 +51,3 @@ class Router:
     def cool_down(self, instance: str, seconds: float) -> None:
         until = self._clock() + max(0.0, seconds)
         self._cooling_until[instance] = max(until, self._cooling_until.get(instance, 0.0))
-
-    def cooling_left(self, instance: str) -> float:
-        return max(0.0, self._cooling_until.get(instance, 0.0) - self._clock())
