@@ -54,33 +54,18 @@ class RestHandlers:
         self._provider = provider
 
     async def echo(self, request: Request) -> Response:
-        gateway = await self._provider()
-        started = time.perf_counter()
-        try:
+        async def answer(gateway: Gateway) -> Response:
             tenant = _tenant(request)
-            raw = request.query_params.get("value")
-            if raw is None:
-                raise InvalidRequest("the 'value' query parameter is missing; pass ?value=<integer>")
-            try:
-                value = int(raw.strip())
-            except ValueError:
-                raise InvalidRequest(f"'value' must be an integer, got {raw[:40]!r}") from None
-            if not -(2**31) <= value < 2**31:
-                raise InvalidRequest("'value' must fit in a 32-bit signed integer")
-            response: Response = PlainTextResponse(gateway.echo(tenant, value))
-        except GatewayError as exc:
-            response = problem_for(exc, instance=request.url.path)
-        gateway.metrics.observe_request("echo", response.status_code, time.perf_counter() - started)
-        return response
+            return PlainTextResponse(gateway.echo(tenant, _int32(request.query_params.get("value"))))
+
+        return await self._answer("echo", request, answer)
 
     async def chat(self, request: Request) -> Response:
-        gateway = await self._provider()
-        started = time.perf_counter()
-        try:
+        async def answer(gateway: Gateway) -> Response:
             tenant, messages = await self._chat_input(request, gateway)
             completion = await gateway.chat(tenant, messages)
             usage = completion.usage
-            response: Response = PlainTextResponse(
+            return PlainTextResponse(
                 completion.text,
                 headers={
                     "X-Gateway-Instance": completion.instance,
@@ -89,10 +74,8 @@ class RestHandlers:
                     "X-Total-Tokens": str(usage.total_tokens),
                 },
             )
-        except GatewayError as exc:
-            response = problem_for(exc, instance=request.url.path)
-        gateway.metrics.observe_request("chat", response.status_code, time.perf_counter() - started)
-        return response
+
+        return await self._answer("chat", request, answer)
 
     async def stream(self, request: Request) -> Response:
         gateway = await self._provider()
@@ -122,6 +105,19 @@ class RestHandlers:
         await self._provider()
         return PlainTextResponse("ok")
 
+    async def _answer(
+        self, route: str, request: Request, answer: Callable[[Gateway], Awaitable[Response]]
+    ) -> Response:
+        """``answer``'s response, or the problem for its gateway error; counted and timed either way."""
+        gateway = await self._provider()
+        started = time.perf_counter()
+        try:
+            response = await answer(gateway)
+        except GatewayError as exc:
+            response = problem_for(exc, instance=request.url.path)
+        gateway.metrics.observe_request(route, response.status_code, time.perf_counter() - started)
+        return response
+
     async def _chat_input(
         self, request: Request, gateway: Gateway
     ) -> tuple[str, tuple[ChatMessage, ...]]:
@@ -137,6 +133,18 @@ class RestHandlers:
         except orjson.JSONDecodeError as exc:
             raise InvalidRequest(f"the body is not valid JSON: {exc}") from None
         return tenant, parse_conversation(raw, max_messages=gateway.settings.gateway.max_messages)
+
+
+def _int32(raw: str | None) -> int:
+    if raw is None:
+        raise InvalidRequest("the 'value' query parameter is missing; pass ?value=<integer>")
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise InvalidRequest(f"'value' must be an integer, got {raw[:40]!r}") from None
+    if not -(2**31) <= value < 2**31:
+        raise InvalidRequest("'value' must fit in a 32-bit signed integer")
+    return value
 
 
 def _tenant(request: Request) -> str:
