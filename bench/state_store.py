@@ -1,6 +1,6 @@
 """Round-robin state store benchmark: in-memory vs Azure Table storage (Azurite), in one run.
 
-1. Selections per second from 4 OS processes (``tests/core/table_worker.py``), each with
+1. Selections per second from 4 OS processes (``tests/core/state/table_worker.py``), each with
    ``--callers`` concurrent asyncio callers: memory (a counter per process, not shared),
    Table with K = 1 (strict global alternation) and Table with K = 16 (leases).
 2. Gateway ``POST /openai/chat`` throughput with each store: the local REST server
@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from localrun.ports import free_port, wait_port  # noqa: E402
 
-WORKER = ROOT / "tests" / "core" / "table_worker.py"
+WORKER = ROOT / "tests" / "core" / "state" / "table_worker.py"
 AZURITE = ROOT / "scripts" / "azurite.sh"
 DEPLOYMENT = "gpt-35-turbo-16k"
 BODY = '[{"role":"user","content":"Say hello"}]'

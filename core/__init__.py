@@ -1,7 +1,6 @@
 """The gateway's shared core. Hosts (Functions, local server, gRPC) use only what is listed here."""
 
 from ._build import build_gateway
-from ._config import SecretSource, load_settings
 from ._conversation import parse_conversation
 from ._errors import (
     ConfigurationError,
@@ -15,9 +14,10 @@ from ._errors import (
     UpstreamUnavailable,
 )
 from ._gateway import ChatStream, Gateway
-from ._ports import ChatMessage, Completion, MemoryStateStore, StateStore, Usage
-from ._settings import Settings
-from ._tenants import resolve_tenant
+from ._values import ChatMessage, Completion, Usage
+from .access import resolve_tenant
+from .config import SecretSource, Settings, load_settings
+from .state import MemoryStateStore, StateStore
 
 __all__ = [
     "ChatMessage",

@@ -8,12 +8,13 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry
 
 from ._gateway import Background, Gateway
-from ._metrics import GatewayMetrics
-from ._ports import MemoryStateStore, StateStore
 from ._routing import Router
-from ._settings import ServiceSettings, Settings
 from ._tokens import warm_up
-from ._upstream import COGNITIVE_SERVICES_SCOPE, AzureOpenAIUpstream, TokenProvider, Upstream
+from .config import ServiceSettings, Settings
+from .state import MemoryStateStore, StateStore
+from .telemetry import GatewayMetrics
+from .upstream import TokenProvider, Upstream
+from .upstream._azure_openai import COGNITIVE_SERVICES_SCOPE, AzureOpenAIUpstream
 
 log = logging.getLogger("core.build")
 
@@ -77,7 +78,7 @@ def _azure_upstreams() -> UpstreamFactory:
 def _state_store(settings: Settings, registry: CollectorRegistry) -> StateStore:
     if settings.state_store.type == "memory":
         return MemoryStateStore()
-    from ._table_store import build_state_store
+    from .state._table import build_state_store
 
     return build_state_store(settings, registry=registry)
 
@@ -85,6 +86,6 @@ def _state_store(settings: Settings, registry: CollectorRegistry) -> StateStore:
 def _background(settings: Settings, registry: CollectorRegistry) -> tuple[Background, ...]:
     if not settings.remote_write.enabled:
         return ()
-    from ._remote_write import RemoteWritePusher
+    from .telemetry._remote_write import RemoteWritePusher
 
     return (RemoteWritePusher(settings.remote_write, registry),)

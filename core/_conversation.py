@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ._errors import InvalidRequest
-from ._ports import ChatMessage, Role
 from ._tokens import count_message, count_prompt
+from ._values import ChatMessage, Role
 
 ROLES: frozenset[str] = frozenset({"system", "user", "assistant"})
 MAX_CONTENT_CHARS = 200_000

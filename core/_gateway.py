@@ -17,12 +17,13 @@ from ._errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from ._metrics import GatewayMetrics
-from ._ports import ChatMessage, Completion, Method, StateStore, Usage
 from ._routing import Router
-from ._settings import Settings
 from ._tokens import count_prompt, count_text
-from ._upstream import Upstream, UpstreamStream
+from ._values import ChatMessage, Completion, Method, Usage
+from .config import Settings
+from .state import StateStore
+from .telemetry import GatewayMetrics
+from .upstream import Upstream, UpstreamStream
 
 log = logging.getLogger("core.gateway")
 

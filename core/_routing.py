@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 
-from ._ports import StateStore
+from .state import StateStore
 
 POOL = "default"
 

@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 
-from ._ports import ChatMessage
+from ._values import ChatMessage
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
 
 from core import Settings, load_settings
-from core._config import merge
+from core.config import merge
 from http_api import create_app
 from localrun.ports import free_port
 from simulator import DeploymentConfig, SimulatorConfig, SimulatorServer, run_simulator

@@ -20,8 +20,7 @@ import yaml
 from pycep import BicepParser
 from pydantic import BaseModel
 
-from core._config import from_flat_keys
-from core._settings import Settings, validate_settings
+from core.config import Settings, from_flat_keys, validate_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 BICEP_DIR = ROOT / "infra" / "bicep"

@@ -19,8 +19,8 @@ from prom_server import PrometheusServer
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 
 from core import ChatMessage, build_gateway, load_settings
-from core._remote_write import RemoteWritePusher, RetryPolicy
-from core._settings import RemoteWriteSettings
+from core.config import RemoteWriteSettings
+from core.telemetry._remote_write import RemoteWritePusher, RetryPolicy
 from localrun.ports import free_port
 from simulator import DeploymentConfig, SimulatorConfig, run_simulator
 

@@ -29,7 +29,7 @@ SAMPLE = {
 
 class FakeVault:
     """Stands in for Azure Key Vault, which is unreachable here; the real adapter is
-    ``core._keyvault.KeyVaultSecretSource`` and receives the same ``--`` secret names."""
+    ``core.config._keyvault.KeyVaultSecretSource`` and receives the same ``--`` secret names."""
 
     def __init__(self, secrets: dict[str, str]) -> None:
         self.secrets_by_name = secrets

@@ -14,12 +14,12 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
 from prometheus_client import CollectorRegistry
 
-from core._settings import Settings
-from core._table_store import build_state_store
+from core.config import Settings
+from core.state._table import build_state_store
 
 
 async def run(job: dict[str, object]) -> dict[str, object]:

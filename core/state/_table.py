@@ -25,9 +25,10 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from ._errors import ConfigurationError
-from ._ports import MemoryStateStore, StateStore
-from ._settings import Settings
+from .._errors import ConfigurationError
+from ..config import Settings
+from ._memory import MemoryStateStore
+from ._port import StateStore
 from ._table_lease import Lease, SharedStateUnavailable, SlotTable
 
 log = logging.getLogger("core.state_store")

@@ -7,7 +7,7 @@ from typing import Protocol
 
 import jwt
 
-from ._errors import InvalidRequest, Unauthenticated
+from .._errors import InvalidRequest, Unauthenticated
 
 TENANT_PATTERN = re.compile(r"^[a-z0-9._-]{1,64}$")
 

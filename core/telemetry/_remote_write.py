@@ -28,9 +28,9 @@ from azure.core.exceptions import AzureError
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
-from ._errors import ConfigurationError
+from .._errors import ConfigurationError
+from ..config import RemoteWriteSettings
 from ._remote_series import REMOTE_WRITE_HEADERS, SeriesEncoder, default_instance
-from ._settings import RemoteWriteSettings
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping

@@ -6,8 +6,8 @@ import pytest
 from gateway_stack import DEPLOYMENT, start_simulator
 
 from core import ChatMessage, RateLimited, UpstreamError, UpstreamUnavailable
-from core._settings import ChatCompletionsOptions, ServiceSettings
-from core._upstream import AzureOpenAIUpstream
+from core.config import ChatCompletionsOptions, ServiceSettings
+from core.upstream._azure_openai import AzureOpenAIUpstream
 
 HELLO = (ChatMessage("user", "Hello there"),)
 

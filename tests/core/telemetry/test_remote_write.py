@@ -17,9 +17,9 @@ from azure.core.exceptions import ClientAuthenticationError
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from core import ConfigurationError, load_settings
-from core._remote_series import SeriesEncoder, decompress, default_instance, snapshot
-from core._remote_write import MONITOR_SCOPE, RemoteWritePusher, RetryPolicy
-from core._settings import RemoteWriteSettings
+from core.config import RemoteWriteSettings
+from core.telemetry._remote_series import SeriesEncoder, decompress, default_instance, snapshot
+from core.telemetry._remote_write import MONITOR_SCOPE, RemoteWritePusher, RetryPolicy
 
 FAST = RetryPolicy(attempts=2, initial_backoff_seconds=0.01, max_backoff_seconds=0.02)
 

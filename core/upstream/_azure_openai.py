@@ -2,14 +2,13 @@
 
 One :class:`AzureOpenAIUpstream` per configured instance. ``Type: azure`` authenticates with the
 API key, ``Type: azuread`` with an Entra token from azure-identity. The SDK's exceptions are
-translated here into the gateway's tree (``_errors``).
+translated here into the gateway's tree (``core._errors``).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, cast
 from urllib.parse import quote
 
 import httpx2
@@ -17,7 +16,7 @@ import openai
 import orjson
 from openai import AsyncAzureOpenAI
 
-from ._errors import (
+from .._errors import (
     GatewayError,
     InvalidRequest,
     RateLimited,
@@ -25,45 +24,12 @@ from ._errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from ._ports import ChatMessage, Usage
-from ._settings import ChatCompletionsOptions, ServiceSettings
+from .._values import ChatMessage, Usage
+from ..config import ChatCompletionsOptions, ServiceSettings
+from ._port import StreamEvent, TokenProvider, UpstreamReply, UpstreamStream
 
 _JSON_OPTIONS: Any = {"headers": {"Content-Type": "application/json"}}
 COGNITIVE_SERVICES_SCOPE = "https://cognitiveservices.azure.com/.default"
-TokenProvider = Callable[[], Awaitable[str]]
-
-
-@dataclass(frozen=True, slots=True)
-class UpstreamReply:
-    text: str
-    usage: Usage | None
-
-
-@dataclass(frozen=True, slots=True)
-class StreamEvent:
-    """A text delta, or (at the end, when the upstream sends it) the usage."""
-
-    text: str = ""
-    usage: Usage | None = None
-
-
-class UpstreamStream(Protocol):
-    def __aiter__(self) -> AsyncIterator[StreamEvent]: ...
-
-    async def aclose(self) -> None: ...
-
-
-class Upstream(Protocol):
-    """One Azure OpenAI instance."""
-
-    name: str
-    settings: ServiceSettings
-
-    async def complete(self, messages: Sequence[ChatMessage], *, retry: bool) -> UpstreamReply: ...
-
-    async def open_stream(self, messages: Sequence[ChatMessage], *, retry: bool) -> UpstreamStream: ...
-
-    async def aclose(self) -> None: ...
 
 
 class AzureOpenAIUpstream:

@@ -23,8 +23,8 @@ from prometheus_client.metrics_core import (
     Metric,
 )
 
-from ._ports import Method, Usage
-from ._settings import HistogramSettings, PrometheusSettings
+from .._values import Method, Usage
+from ..config import HistogramSettings, PrometheusSettings
 
 LABELS = ("openai_name", "tenant_name", "method_name")
 KINDS = ("prompt", "completion", "total")

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
-from ._errors import ConfigurationError
+from .._errors import ConfigurationError
 
 # Display names for field names that are not plain PascalCase of the snake_case name.
 _DISPLAY = {

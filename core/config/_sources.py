@@ -11,20 +11,13 @@ import json
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from ._errors import ConfigurationError
-from ._settings import SECTIONS, Settings, validate_settings
+from .._errors import ConfigurationError
+from ._models import SECTIONS, Settings, validate_settings
+from ._port import SecretSource
 
 Tree = dict[str, Any]
-
-
-class SecretSource(Protocol):
-    """Where secrets come from (Key Vault in production)."""
-
-    def secrets(self) -> Mapping[str, str]:
-        """All enabled secrets, by name (``Section--Key--Sub``)."""
-        ...
 
 
 SecretSourceFactory = Callable[[str], SecretSource]

@@ -8,7 +8,7 @@ from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpRes
 from azure.identity import DefaultAzureCredential
 from azure.keyvault.secrets import SecretClient
 
-from ._errors import ConfigurationError
+from .._errors import ConfigurationError
 
 
 class KeyVaultSecretSource:
