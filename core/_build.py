@@ -7,11 +7,12 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry
 
+from ._errors import ConfigurationError
 from ._gateway import Background, Gateway
 from ._routing import Router
 from ._tokens import warm_up
 from .config import ServiceSettings, Settings
-from .state import MemoryStateStore, StateStore
+from .state import MemoryStateStore, StateStore, TableLocation
 from .telemetry import GatewayMetrics
 from .upstream import TokenProvider, Upstream
 from .upstream._azure_openai import COGNITIVE_SERVICES_SCOPE, AzureOpenAIUpstream
@@ -43,7 +44,7 @@ def build_gateway(
         found = settings.service_named(target)
         mappings[tenant] = found[0] if found else target
     metrics = GatewayMetrics(settings.prometheus, registry, known_tenants=mappings)
-    store = state_store if state_store is not None else _state_store(settings, registry)
+    store = state_store if state_store is not None else build_state_store(settings, registry=registry)
     router = Router(tuple(upstreams), mappings, store)
     warm_up()
     return Gateway(settings, upstreams, router, metrics, registry, store, _background(settings, registry))
@@ -75,12 +76,45 @@ def _azure_upstreams() -> UpstreamFactory:
     return factory
 
 
-def _state_store(settings: Settings, registry: CollectorRegistry) -> StateStore:
-    if settings.state_store.type == "memory":
+def build_state_store(
+    settings: Settings, *, registry: CollectorRegistry, probe_interval_seconds: float = 5.0
+) -> StateStore:
+    """The store named by ``StateStore:Type``; no network I/O (the table is reached on first use)."""
+    config = settings.state_store
+    if config.type == "memory":
         return MemoryStateStore()
-    from .state._table import build_state_store
+    from .state._table import table_state_store
 
-    return build_state_store(settings, registry=registry)
+    return table_state_store(
+        table_location(settings, config.table_name),
+        lease_size=config.lease_size,
+        timeout_seconds=config.timeout_ms / 1000,
+        registry=registry,
+        probe_interval_seconds=probe_interval_seconds,
+    )
+
+
+def table_location(settings: Settings, table_name: str, table_name_key: str = "StateStore:TableName") -> TableLocation:
+    """Where a gateway table lives: ``StateStore:ConnectionString``, else ``AzureWebJobsStorage``
+    (a connection string, ``__accountName``, ``__tableServiceUri``), else ``StateStore:TableServiceUri``."""
+    own, host = settings.state_store, settings.azure_web_jobs_storage
+    for key, conn in (
+        ("StateStore:ConnectionString", own.connection_string.get_secret_value()),
+        ("AzureWebJobsStorage", "" if own.table_service_uri else host.connection_string.get_secret_value()),
+    ):
+        if conn.strip():
+            return TableLocation(table_name, table_name_key, connection_string=conn, connection_string_key=key)
+    endpoint = own.table_service_uri or host.table_service_uri
+    if not endpoint and host.account_name:
+        endpoint = f"https://{host.account_name}.table.core.windows.net"
+    if not endpoint:
+        raise ConfigurationError(
+            "StateStore:Type",
+            "is 'table' but no storage is configured: set AzureWebJobsStorage (a connection string, "
+            "e.g. UseDevelopmentStorage=true), AzureWebJobsStorage__accountName, "
+            "AzureWebJobsStorage__tableServiceUri or StateStore:ConnectionString",
+        )
+    return TableLocation(table_name, table_name_key, endpoint=endpoint, client_id=host.client_id)
 
 
 def _background(settings: Settings, registry: CollectorRegistry) -> tuple[Background, ...]:

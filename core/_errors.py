@@ -5,7 +5,7 @@ are translated at the seam that calls the foreign library. Each host keeps one t
 these classes to HTTP status / gRPC status code.
 
     GatewayError                     detail: str (safe to show a caller; never a secret)
-    ├── ConfigurationError           invalid settings; raised at start-up, names the key
+    ├── ConfigurationError           invalid settings; names the key             -> 503 / UNAVAILABLE
     ├── InvalidRequest               the caller's input is wrong                 -> 400 / INVALID_ARGUMENT
     │   └── PayloadTooLarge          body over the configured limit              -> 413 / INVALID_ARGUMENT
     ├── Unauthenticated              missing or invalid credentials              -> 401 / UNAUTHENTICATED
@@ -19,9 +19,14 @@ from __future__ import annotations
 
 
 class GatewayError(Exception):
-    """Base class. ``detail`` is a sentence a person can act on."""
+    """Base class. ``detail`` is a sentence a person can act on.
+
+    ``retry_after`` is the seconds after which the same call may succeed, when that is known
+    (rate limits, cooling instances); hosts send it as ``Retry-After`` / ``retry-after-ms``.
+    """
 
     title = "Gateway error"
+    retry_after: float | None = None
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
@@ -51,9 +56,9 @@ class Unauthenticated(GatewayError):
 class RateLimited(GatewayError):
     title = "Too many requests"
 
-    def __init__(self, detail: str, retry_after: float) -> None:
+    def __init__(self, detail: str, retry_after: float | None) -> None:
         super().__init__(detail)
-        self.retry_after = max(0.0, retry_after)
+        self.retry_after = None if retry_after is None else max(0.0, retry_after)
 
 
 class UpstreamError(GatewayError):
@@ -65,7 +70,7 @@ class UpstreamUnavailable(UpstreamError):
 
     def __init__(self, detail: str, retry_after: float | None = None) -> None:
         super().__init__(detail)
-        self.retry_after = retry_after
+        self.retry_after = None if retry_after is None else max(0.0, retry_after)
 
 
 class UpstreamTimeout(UpstreamError):

@@ -7,9 +7,9 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Protocol, TypeVar
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 
-from ._conversation import truncate, with_system_prompt
+from ._conversation import parse_conversation, truncate, with_system_prompt
 from ._errors import (
     GatewayError,
     RateLimited,
@@ -40,6 +40,8 @@ class Background(Protocol):
 
 
 class Gateway:
+    """Everything a host may do with the core: the hosts call these methods and nothing else."""
+
     def __init__(
         self,
         settings: Settings,
@@ -50,14 +52,38 @@ class Gateway:
         store: StateStore,
         background: Sequence[Background] = (),
     ) -> None:
-        self.settings = settings
-        self.registry = registry
-        self.metrics = metrics
+        self._settings = settings
+        self._registry = registry
+        self._metrics = metrics
         self._upstreams = dict(upstreams)
         self._router = router
         self._store = store
         self._background = tuple(background)
         self._started = False
+
+    @property
+    def registry(self) -> CollectorRegistry:
+        """The Prometheus registry every metric of this gateway lives in (tests read it)."""
+        return self._registry
+
+    @property
+    def max_body_bytes(self) -> int:
+        """The largest request body a host should read (``Gateway:MaxBodyBytes``)."""
+        return self._settings.gateway.max_body_bytes
+
+    def conversation(self, raw: object) -> tuple[ChatMessage, ...]:
+        """A caller's conversation (the decoded JSON array), validated; :class:`InvalidRequest` if not."""
+        return parse_conversation(raw, max_messages=self._settings.gateway.max_messages)
+
+    def observe_request(self, route: str, status: int | str, seconds: float) -> None:
+        """Count and time one request a host answered (``gateway_requests_total``, latency)."""
+        self._metrics.observe_request(route, status, seconds)
+
+    def metrics_exposition(self) -> bytes | None:
+        """``/metrics`` in Prometheus text format, or None when ``Prometheus:Enabled`` is false."""
+        if not self._settings.prometheus.enabled:
+            return None
+        return generate_latest(self._registry)
 
     async def start(self) -> None:
         if self._started:
@@ -76,18 +102,19 @@ class Gateway:
             return Completion(reply.text, upstream.name, usage, reply.usage is not None)
 
         completion = await self._with_failover(tenant, messages, call)
-        self.metrics.tokens.record(completion.instance, tenant, "chat", completion.usage)
+        self._bill(tenant, "chat", completion)
         return completion
 
     async def open_stream(self, tenant: str, messages: Sequence[ChatMessage]) -> ChatStream:
         async def call(upstream: Upstream, prompt: tuple[ChatMessage, ...], retry: bool) -> ChatStream:
             stream = await upstream.open_stream(prompt, retry=retry)
-            return ChatStream(self, tenant, upstream.name, prompt, stream)
+            return ChatStream(upstream.name, prompt, stream, lambda done: self._bill(tenant, "stream", done))
 
         return await self._with_failover(tenant, messages, call)
 
-    def record(self, instance: str, tenant: str, method: Method, usage: Usage) -> None:
-        self.metrics.tokens.record(instance, tenant, method, usage)
+    def _bill(self, tenant: str, method: Method, completion: Completion) -> None:
+        """The one place a finished chat or stream is accounted for."""
+        self._metrics.tokens.record(completion.instance, tenant, method, completion.usage)
 
     async def aclose(self) -> None:
         for task in self._background:
@@ -106,8 +133,8 @@ class Gateway:
             raise UpstreamUnavailable(
                 "no Azure OpenAI instance is configured; set AzureOpenAI:Services:<Name>:Endpoint"
             )
-        with_prompt = with_system_prompt(messages, self.settings.azure_openai.system_prompt)
-        context = self.settings.chat_completions_options.max_tokens or DEFAULT_CONTEXT_TOKENS
+        with_prompt = with_system_prompt(messages, self._settings.azure_openai.system_prompt)
+        context = self._settings.chat_completions_options.max_tokens or DEFAULT_CONTEXT_TOKENS
         prompts: dict[int, tuple[ChatMessage, ...]] = {}  # by budget: truncate once per budget
         last: GatewayError | None = None
         for position, name in enumerate(candidates):
@@ -128,7 +155,7 @@ class Gateway:
                 self._note_failure(name, exc)
                 last = exc
             except UpstreamTimeout:
-                self.metrics.upstream_failures.labels(name.lower(), "timeout").inc()
+                self._metrics.upstream_failures.labels(name.lower(), "timeout").inc()
                 raise  # the upstream may have done the work: never run it twice
             except UpstreamError as exc:
                 self._note_failure(name, exc)
@@ -138,10 +165,9 @@ class Gateway:
 
     def _note_failure(self, name: str, exc: GatewayError) -> None:
         reason = type(exc).__name__.lower()
-        self.metrics.upstream_failures.labels(name.lower(), reason).inc()
-        wait = getattr(exc, "retry_after", None)
-        cooldown = self.settings.gateway.unhealthy_cooldown_seconds
-        self._router.cool_down(name, wait if isinstance(wait, float) else cooldown)
+        self._metrics.upstream_failures.labels(name.lower(), reason).inc()
+        wait = exc.retry_after
+        self._router.cool_down(name, wait if wait is not None else self._settings.gateway.unhealthy_cooldown_seconds)
         log.warning("instance %s failed (%s); trying the next one if any", name, reason)
 
 
@@ -150,16 +176,14 @@ class ChatStream:
 
     def __init__(
         self,
-        gateway: Gateway,
-        tenant: str,
         instance: str,
         prompt: tuple[ChatMessage, ...],
         upstream: UpstreamStream,
+        on_finish: Callable[[Completion], None],
     ) -> None:
         self.instance = instance
         self.completion: Completion | None = None
-        self._gateway = gateway
-        self._tenant = tenant
+        self._on_finish = on_finish
         self._prompt = prompt
         self._upstream = upstream
         self._parts: list[str] = []
@@ -190,4 +214,4 @@ class ChatStream:
         text = "".join(self._parts)
         usage = self._usage or Usage(count_prompt(self._prompt), count_text(text))
         self.completion = Completion(text, self.instance, usage, self._usage is not None)
-        self._gateway.record(self.instance, self._tenant, "stream", usage)
+        self._on_finish(self.completion)

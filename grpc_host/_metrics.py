@@ -7,10 +7,10 @@ counter's family drops its ``_total`` suffix, so ``openai_prompt_tokens_total`` 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 
@@ -23,13 +23,19 @@ class MetricsServer:
         await self.runner.cleanup()
 
 
-async def start_metrics_server(registry: CollectorRegistry, host: str, port: int) -> MetricsServer:
-    """Serve ``/metrics`` (and a trivial ``/healthz``) on ``host:port``; port 0 picks a free one."""
+async def start_metrics_server(
+    exposition: Callable[[], bytes | None], host: str, port: int
+) -> MetricsServer:
+    """Serve ``/metrics`` (and a trivial ``/healthz``) on ``host:port``; port 0 picks a free one.
+
+    ``exposition`` is ``Gateway.metrics_exposition``: None means ``Prometheus:Enabled`` is false (404).
+    """
 
     async def metrics(_: web.Request) -> web.Response:
-        return web.Response(
-            body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4}
-        )
+        body = exposition()
+        if body is None:
+            return web.Response(status=404, text="metrics are disabled (Prometheus:Enabled is false)")
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
 
     async def healthz(_: web.Request) -> web.Response:
         return web.Response(text="ok")

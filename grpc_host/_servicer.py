@@ -14,7 +14,7 @@ from typing import NoReturn, TypeVar
 
 import grpc
 
-from core import ChatMessage, Completion, Gateway, GatewayError, parse_conversation, resolve_tenant
+from core import ChatMessage, Completion, Gateway, GatewayError, resolve_tenant
 from protos import openai_pb2, openai_pb2_grpc
 
 from ._status import failure_for
@@ -44,10 +44,7 @@ def _tenant(field: str, context: grpc.aio.ServicerContext) -> str:
 
 def _conversation(gateway: Gateway, messages: Iterable[openai_pb2.GrpcMessage]) -> tuple[ChatMessage, ...]:
     """Validate exactly as REST does: build the JSON body REST would receive, then parse it."""
-    return parse_conversation(
-        [{"role": m.role, "content": m.content} for m in messages],
-        max_messages=gateway.settings.gateway.max_messages,
-    )
+    return gateway.conversation([{"role": m.role, "content": m.content} for m in messages])
 
 
 async def _abort(context: grpc.aio.ServicerContext, method: str, error: GatewayError) -> NoReturn:
@@ -108,7 +105,7 @@ class OpenAIService(openai_pb2_grpc.OpenAIServiceGrpcServicer):
             await _internal(context, method)
         finally:
             route = f"/{ROUTE_PREFIX}/{method}"
-            self._gateway.metrics.observe_request(route, status.name, time.perf_counter() - started)
+            self._gateway.observe_request(route, status.name, time.perf_counter() - started)
 
     async def Echo(
         self, request: openai_pb2.EchoRequest, context: grpc.aio.ServicerContext

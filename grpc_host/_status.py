@@ -5,6 +5,7 @@
     RateLimited                            -> RESOURCE_EXHAUSTED  (+ retry-after trailers)
     UpstreamTimeout                        -> DEADLINE_EXCEEDED
     UpstreamUnavailable, UpstreamError     -> UNAVAILABLE         (+ retry-after when known)
+    ConfigurationError                     -> UNAVAILABLE         (the details name the key)
     any other GatewayError                 -> INTERNAL
 
 The details string is the error's ``detail``: written for a person, never a secret.
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 import grpc
 
 from core import (
+    ConfigurationError,
     GatewayError,
     InvalidRequest,
     RateLimited,
@@ -35,6 +37,7 @@ _TABLE: tuple[tuple[type[GatewayError], grpc.StatusCode], ...] = (
     (UpstreamTimeout, grpc.StatusCode.DEADLINE_EXCEEDED),
     (UpstreamUnavailable, grpc.StatusCode.UNAVAILABLE),
     (UpstreamError, grpc.StatusCode.UNAVAILABLE),
+    (ConfigurationError, grpc.StatusCode.UNAVAILABLE),
 )
 
 
@@ -48,9 +51,9 @@ class RpcFailure:
 def failure_for(error: GatewayError) -> RpcFailure:
     """The status, details and trailing metadata that tell a caller what went wrong."""
     code = next((c for cls, c in _TABLE if isinstance(error, cls)), grpc.StatusCode.INTERNAL)
-    retry_after = getattr(error, "retry_after", None)
+    retry_after = error.retry_after
     trailers: tuple[tuple[str, str], ...] = ()
-    if isinstance(retry_after, (int, float)) and retry_after >= 0:
+    if retry_after is not None:
         # Same meaning as HTTP Retry-After (whole seconds) plus Azure's millisecond variant.
         trailers = (
             ("retry-after", str(math.ceil(retry_after))),

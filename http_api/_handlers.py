@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import orjson
 from fastapi import Request, Response
 from fastapi.responses import PlainTextResponse, StreamingResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from core import (
     ChatMessage,
@@ -22,7 +22,6 @@ from core import (
     GatewayError,
     InvalidRequest,
     PayloadTooLarge,
-    parse_conversation,
     resolve_tenant,
 )
 
@@ -84,7 +83,7 @@ class RestHandlers:
             tenant, messages = await self._chat_input(request, gateway)
             stream = await gateway.open_stream(tenant, messages)
         except GatewayError as exc:
-            gateway.metrics.observe_request("stream", status_for(exc), time.perf_counter() - started)
+            gateway.observe_request("stream", status_for(exc), time.perf_counter() - started)
             return problem_for(exc, instance=request.url.path)
         sse = "text/event-stream" in request.headers.get("accept", "")
         body = _sse(stream) if sse else _json_array(stream)
@@ -97,9 +96,10 @@ class RestHandlers:
 
     async def metrics(self, request: Request) -> Response:
         gateway = await self._provider()
-        if not gateway.settings.prometheus.enabled:
+        exposition = gateway.metrics_exposition()
+        if exposition is None:
             return problem(404, "Not found", "metrics are disabled (Prometheus:Enabled is false)")
-        return Response(generate_latest(gateway.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(exposition, media_type=CONTENT_TYPE_LATEST)
 
     async def healthz(self, request: Request) -> Response:
         await self._provider()
@@ -115,7 +115,7 @@ class RestHandlers:
             response = await answer(gateway)
         except GatewayError as exc:
             response = problem_for(exc, instance=request.url.path)
-        gateway.metrics.observe_request(route, response.status_code, time.perf_counter() - started)
+        gateway.observe_request(route, response.status_code, time.perf_counter() - started)
         return response
 
     async def _chat_input(
@@ -127,12 +127,12 @@ class RestHandlers:
             raise InvalidRequest(
                 f"the body must be JSON (Content-Type: application/json), not {content_type[:60]!r}"
             )
-        body = await _read_body(request, gateway.settings.gateway.max_body_bytes)
+        body = await _read_body(request, gateway.max_body_bytes)
         try:
             raw = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             raise InvalidRequest(f"the body is not valid JSON: {exc}") from None
-        return tenant, parse_conversation(raw, max_messages=gateway.settings.gateway.max_messages)
+        return tenant, gateway.conversation(raw)
 
 
 def _int32(raw: str | None) -> int:
@@ -214,4 +214,4 @@ async def _observed(
         yield b"event: error\ndata: " + orjson.dumps(problem) + b"\n\n"
     finally:
         await stream.aclose()
-        gateway.metrics.observe_request("stream", status, time.perf_counter() - started)
+        gateway.observe_request("stream", status, time.perf_counter() - started)

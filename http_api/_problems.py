@@ -50,7 +50,6 @@ def problem(
 def problem_for(error: GatewayError, *, instance: str = "") -> Response:
     status = status_for(error)
     headers: dict[str, str] = {}
-    retry_after = getattr(error, "retry_after", None)
-    if isinstance(retry_after, float):
-        headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
+    if error.retry_after is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
     return problem(status, error.title, error.detail, instance=instance, headers=headers)

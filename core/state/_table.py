@@ -26,9 +26,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from .._errors import ConfigurationError
-from ..config import Settings
-from ._memory import MemoryStateStore
-from ._port import StateStore
+from ._location import TableLocation
 from ._table_lease import Lease, SharedStateUnavailable, SlotTable
 
 log = logging.getLogger("core.state_store")
@@ -239,60 +237,48 @@ class TableStateStore:
             log.info("round-robin state store available again; shared state in use")
 
 
-def build_state_store(
-    settings: Settings, *, registry: CollectorRegistry, probe_interval_seconds: float = 5.0
-) -> StateStore:
-    """The store named by ``StateStore:Type``; no network I/O (the table is reached on first use)."""
-    config = settings.state_store
-    if config.type == "memory":
-        return MemoryStateStore()
-    if not _TABLE_NAME.match(config.table_name):
-        raise ConfigurationError("StateStore:TableName", "must be 3-63 letters or digits and start with a letter")
-    client, credential = _table_client(settings)
-    table = SlotTable(client, credential=credential)
-    return TableStateStore(
-        table,
-        lease_size=config.lease_size,
-        timeout_seconds=config.timeout_ms / 1000,
-        metrics=StateStoreMetrics(registry),
-        probe_interval_seconds=probe_interval_seconds,
-    )
-
-
 # The SDK's own retries would blow the time budget; the store retries 412s itself and falls back.
 _CLIENT_OPTIONS: dict[str, Any] = {"retry_total": 0}
 
 
-def _table_client(settings: Settings) -> tuple[Any, Any]:
-    """(TableClient, credential or None) from the dedicated setting, else ``AzureWebJobsStorage``."""
+def open_table(location: TableLocation) -> tuple[Any, Any]:
+    """(TableClient, credential or None) for ``location``; no network I/O."""
     from azure.data.tables.aio import TableClient
 
-    own, host = settings.state_store, settings.azure_web_jobs_storage
-    table = own.table_name
-    for key, conn in (
-        ("StateStore:ConnectionString", own.connection_string.get_secret_value()),
-        ("AzureWebJobsStorage", "" if own.table_service_uri else host.connection_string.get_secret_value()),
-    ):
-        if conn.strip():
-            try:
-                client = TableClient.from_connection_string(conn.strip(), table_name=table, **_CLIENT_OPTIONS)
-            except ValueError:
-                raise ConfigurationError(key, "is not a valid storage connection string") from None
-            return client, None
-    endpoint = own.table_service_uri or host.table_service_uri
-    if not endpoint and host.account_name:
-        endpoint = f"https://{host.account_name}.table.core.windows.net"
-    if not endpoint:
-        raise ConfigurationError(
-            "StateStore:Type",
-            "is 'table' but no storage is configured: set AzureWebJobsStorage (a connection string, "
-            "e.g. UseDevelopmentStorage=true), AzureWebJobsStorage__accountName, "
-            "AzureWebJobsStorage__tableServiceUri or StateStore:ConnectionString",
-        )
-    if not re.match(r"^https?://[^\s/]+", endpoint):
-        raise ConfigurationError("StateStore:TableServiceUri", "must be an https URL of a Table endpoint")
+    if not _TABLE_NAME.match(location.table_name):
+        raise ConfigurationError(location.table_name_key, "must be 3-63 letters or digits and start with a letter")
+    if location.connection_string.strip():
+        try:
+            client = TableClient.from_connection_string(
+                location.connection_string.strip(), table_name=location.table_name, **_CLIENT_OPTIONS
+            )
+        except ValueError:
+            key = location.connection_string_key
+            raise ConfigurationError(key, "is not a valid storage connection string") from None
+        return client, None
+    if not re.match(r"^https?://[^\s/]+", location.endpoint):
+        raise ConfigurationError(location.endpoint_key, "must be an https URL of a Table endpoint")
     from azure.identity.aio import DefaultAzureCredential
 
-    credential = DefaultAzureCredential(managed_identity_client_id=host.client_id or None)
-    client = TableClient(endpoint, table, credential=credential, **_CLIENT_OPTIONS)
+    credential = DefaultAzureCredential(managed_identity_client_id=location.client_id or None)
+    client = TableClient(location.endpoint, location.table_name, credential=credential, **_CLIENT_OPTIONS)
     return client, credential
+
+
+def table_state_store(
+    location: TableLocation,
+    *,
+    lease_size: int,
+    timeout_seconds: float,
+    registry: CollectorRegistry,
+    probe_interval_seconds: float = 5.0,
+) -> TableStateStore:
+    """Round-robin state in the table at ``location``; no network I/O (reached on first use)."""
+    client, credential = open_table(location)
+    return TableStateStore(
+        SlotTable(client, credential=credential),
+        lease_size=lease_size,
+        timeout_seconds=timeout_seconds,
+        metrics=StateStoreMetrics(registry),
+        probe_interval_seconds=probe_interval_seconds,
+    )

@@ -18,8 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
 from prometheus_client import CollectorRegistry
 
+from core._build import build_state_store
 from core.config import Settings
-from core.state._table import build_state_store
 
 
 async def run(job: dict[str, object]) -> dict[str, object]:

@@ -26,7 +26,8 @@ from core import (
     build_gateway,
     load_settings,
 )
-from core.state._table import TableStateStore, build_state_store
+from core._build import build_state_store
+from core.state._table import TableStateStore
 from simulator import DeploymentConfig, SimulatorConfig, SimulatorServer, run_simulator
 
 Azurite = Any  # tests/core/conftest.py: .connection_string, .stop(), .start()
