@@ -15,7 +15,6 @@ from .config import ServiceSettings, Settings
 from .state import MemoryStateStore, StateStore, TableLocation
 from .telemetry import GatewayMetrics
 from .upstream import TokenProvider, Upstream
-from .upstream._azure_openai import COGNITIVE_SERVICES_SCOPE, AzureOpenAIUpstream
 
 log = logging.getLogger("core.build")
 
@@ -65,6 +64,8 @@ def _azure_upstreams() -> UpstreamFactory:
     provider: TokenProvider | None = None
 
     def factory(name: str, service: ServiceSettings, settings: Settings) -> Upstream:
+        from .upstream._azure_openai import COGNITIVE_SERVICES_SCOPE, AzureOpenAIUpstream
+
         nonlocal provider
         if service.type == "azuread" and provider is None:
             from azure.identity.aio import DefaultAzureCredential, get_bearer_token_provider

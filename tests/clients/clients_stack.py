@@ -6,7 +6,6 @@ The REST app is started only once `http_api.app:create_app` exists in the tree.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import socket
@@ -106,15 +105,8 @@ def gateway_config(sim_ports: dict[str, int]) -> dict[str, object]:
     }
 
 
-def _rest_app_exists() -> bool:
-    try:
-        return importlib.util.find_spec("http_api.app") is not None
-    except ImportError:
-        return False
-
-
 def start_local_run(tmp: Path, procs: Processes) -> LocalRun:
-    """Start simulators, gRPC host and (when present) the REST app; wait until they listen."""
+    """Start simulators, gRPC host and the REST app; wait until they listen."""
     sim_ports = {name: free_port() for name in INSTANCES}
     spec = ",".join(f"{name}:{sim_ports[name]}:{key}" for name, key in INSTANCES.items())
     sim = procs.start(
@@ -146,28 +138,26 @@ def start_local_run(tmp: Path, procs: Processes) -> LocalRun:
     _wait_tcp(grpc_port, grpc, tmp / "grpc_host.log")
     _wait_tcp(metrics_port, grpc, tmp / "grpc_host.log")
 
-    rest_url = None
-    if _rest_app_exists():
-        rest_port = free_port()
-        rest = procs.start(
-            [
-                PYTHON,
-                "-m",
-                "uvicorn",
-                "--factory",
-                "http_api.app:create_app",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(rest_port),
-                "--log-level",
-                "warning",
-            ],
-            tmp / "http_api.log",
-            env={"GATEWAY_CONFIG": str(config)},
-        )
-        _wait_tcp(rest_port, rest, tmp / "http_api.log")
-        rest_url = f"http://127.0.0.1:{rest_port}"
+    rest_port = free_port()
+    rest = procs.start(
+        [
+            PYTHON,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "http_api.app:create_app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(rest_port),
+            "--log-level",
+            "warning",
+        ],
+        tmp / "http_api.log",
+        env={"GATEWAY_CONFIG": str(config)},
+    )
+    _wait_tcp(rest_port, rest, tmp / "http_api.log")
+    rest_url = f"http://127.0.0.1:{rest_port}"
     return LocalRun(sim_ports, f"127.0.0.1:{grpc_port}", f"http://127.0.0.1:{metrics_port}/metrics", rest_url)
 
 

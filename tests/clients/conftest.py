@@ -27,6 +27,5 @@ def run(local_run: LocalRun) -> Iterator[LocalRun]:
 
 @pytest.fixture
 def rest_run(run: LocalRun) -> LocalRun:
-    if run.rest_url is None:
-        pytest.skip("the REST app (http_api.app:create_app) is not in the tree yet")
+    assert run.rest_url is not None, "the local run did not start the REST app"
     return run

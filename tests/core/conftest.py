@@ -1,7 +1,7 @@
 """Azurite (the Azure Storage emulator, Table service) as a real process for the state-store tests.
 
-Installed by ``scripts/azurite.sh install`` into ``.cache/azurite``. Missing Azurite skips the
-Azurite tests with the reason, except under CI (``CI=true``), where it fails them.
+Installed by ``scripts/bootstrap.sh --dev`` into ``.cache/azurite``. Missing Azurite fails the
+Azurite tests with the reason (never a silent skip).
 """
 
 from __future__ import annotations
@@ -86,10 +86,7 @@ class Azurite:
 def require_azurite() -> None:
     if AZURITE_BIN.exists():
         return
-    reason = f"Azurite is not installed ({AZURITE_BIN} missing): run scripts/azurite.sh install"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(reason)
-    pytest.skip(reason)
+    pytest.fail(f"Azurite is not installed ({AZURITE_BIN} missing): run scripts/bootstrap.sh --dev")
 
 
 @pytest.fixture(scope="session")

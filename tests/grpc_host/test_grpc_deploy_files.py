@@ -58,11 +58,10 @@ def test_placeholders_are_the_ones_the_deploy_script_fills() -> None:
     assert used - ingress <= DEPLOY_VARIABLES
     assert ingress == {"GRPC_HOSTNAME"}
     deploy = REPO / "infra" / "deploy.sh"
-    if deploy.exists():
-        match = re.search(r"K8S_VARIABLES='([^']*)'", deploy.read_text(encoding="utf-8"))
-        assert match, "infra/deploy.sh no longer defines K8S_VARIABLES"
-        filled = set(PLACEHOLDER.findall(match[1]))
-        assert used - ingress <= filled, f"infra/deploy.sh does not fill {sorted(used - ingress - filled)}"
+    match = re.search(r"K8S_VARIABLES='([^']*)'", deploy.read_text(encoding="utf-8"))
+    assert match, "infra/deploy.sh no longer defines K8S_VARIABLES"
+    filled = set(PLACEHOLDER.findall(match[1]))
+    assert used - ingress <= filled, f"infra/deploy.sh does not fill {sorted(used - ingress - filled)}"
 
 
 def test_deployment_matches_the_host_settings() -> None:

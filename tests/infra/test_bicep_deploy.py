@@ -259,7 +259,6 @@ def test_deploy_rejects_an_unknown_option(fake_cli: dict[str, str]) -> None:
 K8S_DIR = ROOT / "infra" / "k8s"
 
 
-@pytest.mark.skipif(not K8S_DIR.is_dir(), reason="infra/k8s is not in the tree yet")
 def test_real_manifests_get_every_placeholder_and_the_federated_service_account(
     fake_cli: dict[str, str],
 ) -> None:

@@ -2,8 +2,7 @@
 
 The session server listens on 127.0.0.1 with ``--web.enable-remote-write-receiver`` and scrapes
 whatever targets a test writes into its file-SD targets file (every second). Without the binary
-the tests are skipped locally and FAIL when ``CI=true``: install it with
-``apt-get update && apt-get install -y prometheus``.
+the tests fail, saying to run ``scripts/bootstrap.sh --dev`` (which installs it).
 """
 
 from __future__ import annotations

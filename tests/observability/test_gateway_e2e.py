@@ -242,7 +242,8 @@ def _traffic(stack: Stack) -> None:
                 openai_pb2.GetChatCompletionsRequest(tenant="fabrikam", conversation=conversation), timeout=30
             )
         )
-        assert chunks
+        # Streamed, not buffered into one message, and no empty messages on the wire.
+        assert len(chunks) > 1 and all(chunk.message for chunk in chunks)
 
 
 def _counted(metrics_url: str) -> dict[str, dict[str, float]]:
