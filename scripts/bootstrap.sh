@@ -2,7 +2,9 @@
 # Install what the gateway needs on a fresh machine. Idempotent: re-running skips what is there.
 #   scripts/bootstrap.sh          Python runtime only (.venv), enough for scripts/run-local.sh
 #   scripts/bootstrap.sh --dev    everything the tests use: dev packages, Azurite (npm),
-#                                 the Node.js gRPC client, Debian's prometheus/wrk/hey/docker-compose
+#                                 the Node.js gRPC client, Debian's prometheus/wrk/hey/docker-compose,
+#                                 and .venv-func313: CPython 3.13 with requirements.txt, where
+#                                 tests/functions_runtime runs function_app.py in azure-functions-runtime
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dev=0
@@ -24,6 +26,40 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 [ "$dev" = 1 ] || exit 0
+
+# The Functions app on Python 3.13 (azure-functions-runtime needs >= 3.13). Looked for in order:
+# $PYTHON313, python3.13 on PATH, pyenv's versions. None: the tests in tests/functions_runtime fail
+# and say so.
+find_python313() {
+  local candidate
+  for candidate in "${PYTHON313:-}" "$(command -v python3.13 || true)" \
+      "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.13*/bin/python3.13 /root/.pyenv/versions/3.13*/bin/python3.13 \
+      /usr/local/bin/python3.13; do
+    if [ -n "$candidate" ] && [ -x "$candidate" ] \
+        && "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' 2>/dev/null; then
+      echo "$candidate"
+      return 0
+    fi
+  done
+  return 1
+}
+if [ ! -x .venv-func313/bin/python ]; then
+  if python313=$(find_python313); then
+    echo "bootstrap: creating .venv-func313 with $python313"
+    "$python313" -m venv .venv-func313
+  else
+    echo "bootstrap: no CPython 3.13 found (PYTHON313, python3.13 on PATH, pyenv versions 3.13*):" \
+      "tests/functions_runtime will fail until one is installed (e.g. pyenv install 3.13)" >&2
+  fi
+fi
+if [ -x .venv-func313/bin/python ]; then
+  stamp313=".venv-func313/.installed-$(sha256sum requirements.txt | cut -c1-16)"
+  if [ ! -f "$stamp313" ]; then
+    echo "bootstrap: .venv-func313: pip install -r requirements.txt"
+    .venv-func313/bin/pip install -q --disable-pip-version-check -r requirements.txt
+    touch "$stamp313"
+  fi
+fi
 
 if [ -f scripts/azurite.sh ]; then
   bash scripts/azurite.sh install
