@@ -117,12 +117,13 @@ def test_stores_refuse_keys_and_old_tls() -> None:
     assert vault["enableSoftDelete"] is True and vault["enablePurgeProtection"] is True
 
 
-def test_function_app_is_flex_consumption_python_311_with_identity_deployment() -> None:
+def test_function_app_is_flex_consumption_python_313_with_identity_deployment() -> None:
     template = module("functionapp")
     assert template["resources"]["plan"]["config"]["sku"] == {"name": "FC1", "tier": "FlexConsumption"}
     config = props(template, "site")["functionAppConfig"]
     assert config["runtime"]["name"] == "python"
-    assert template["parameters"]["pythonVersion"]["default"] == "3.11"
+    assert config["runtime"]["version"] == "pythonVersion"  # the parameter, not a literal
+    assert template["parameters"]["pythonVersion"]["default"] == "3.13"
     assert config["deployment"]["storage"]["authentication"]["type"] == "UserAssignedIdentity"
 
 

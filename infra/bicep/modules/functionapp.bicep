@@ -1,4 +1,4 @@
-// Function App on Flex Consumption (FC1, Python 3.11, Linux) running as the workload
+// Function App on Flex Consumption (FC1, Python 3.13, Linux) running as the workload
 // user-assigned identity. The deployment package lives in a blob container reached with that
 // identity; no storage key appears anywhere. App settings are composed in main.bicep.
 
@@ -20,13 +20,13 @@ param deploymentContainerUrl string
 @description('App settings as an array of { name, value }.')
 param appSettings array
 
-@description('Python version of the Flex Consumption runtime.')
+@description('Python version of the Flex Consumption runtime. On 3.13 the app runs on the azure-functions-runtime version that requirements.txt pins (runtime version control); 3.11 and 3.12 run on the platform worker.')
 @allowed([
-  '3.10'
   '3.11'
   '3.12'
+  '3.13'
 ])
-param pythonVersion string = '3.11'
+param pythonVersion string = '3.13'
 
 @description('Upper bound on Flex Consumption instances (cost guard).')
 @minValue(1)
