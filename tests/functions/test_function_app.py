@@ -1,8 +1,9 @@
 """The Functions app as the host sees it, and its handlers called the way the worker calls them.
 
-Azure Functions Core Tools cannot be installed here, so the worker is not running: the test builds
-the FastAPI ``Request`` the FastAPI extension would pass (an ASGI scope plus body) and awaits the
-user function, against real simulators over real HTTP.
+No worker runs here: the test builds the FastAPI ``Request`` the FastAPI extension would pass (an
+ASGI scope plus body) and awaits the user function, against real simulators over real HTTP. This is
+the Python 3.11 line of requirements.txt; tests/functions_runtime runs the same app inside the real
+Python 3.13 runtime (azure-functions-runtime) behind a stand-in host.
 """
 
 from __future__ import annotations

@@ -169,6 +169,7 @@ class StandInHost:
         self._client: httpx.AsyncClient | None = None
         self._route_prefix = ""
         self.invocations: list[tuple[str, str, int]] = []  # (function, invocation id, StatusResult)
+        self._pending: list[asyncio.Future[None]] = []
 
     @property
     def logs(self) -> list[WorkerLog]:
@@ -313,13 +314,19 @@ class StandInHost:
         upstream = await self._client.send(forwarded, stream=True)
         out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP}
 
-        async def finish() -> None:
-            await upstream.aclose()
-            result = await asyncio.wait_for(answered, STEP_TIMEOUT)
-            self.invocations.append((fn.name, invocation_id, result.result.status))
-
+        self._pending.append(asyncio.ensure_future(self._record(fn.name, invocation_id, answered)))
         return StreamingResponse(upstream.aiter_raw(), status_code=upstream.status_code, headers=out_headers,
-                                 background=BackgroundTask(finish))
+                                 background=BackgroundTask(upstream.aclose))
+
+    async def _record(self, name: str, invocation_id: str, answered: asyncio.Future[Any]) -> None:
+        result = await asyncio.wait_for(answered, STEP_TIMEOUT)
+        self.invocations.append((name, invocation_id, result.result.status))
+
+    async def settled(self) -> list[tuple[str, str, int]]:
+        """Every (function, invocation id, StatusResult.status) once all InvocationResponses are in."""
+        pending, self._pending = self._pending, []
+        await asyncio.gather(*pending)
+        return list(self.invocations)
 
     # ---- shutdown ----
     async def stop(self) -> None:
