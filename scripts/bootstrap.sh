@@ -33,7 +33,7 @@ fi
 find_python313() {
   local candidate
   for candidate in "${PYTHON313:-}" "$(command -v python3.13 || true)" \
-      "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.13*/bin/python3.13 /root/.pyenv/versions/3.13*/bin/python3.13 \
+      "${PYENV_ROOT:-${HOME:-/root}/.pyenv}"/versions/3.13*/bin/python3.13 /root/.pyenv/versions/3.13*/bin/python3.13 \
       /usr/local/bin/python3.13; do
     if [ -n "$candidate" ] && [ -x "$candidate" ] \
         && "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' 2>/dev/null; then
