@@ -159,6 +159,7 @@ class StandInHost:
         self.function_key = secrets.token_urlsafe(24)
         self.master_key = secrets.token_urlsafe(24)
         self.worker_capabilities: dict[str, str] = {}
+        self.worker_metadata: Any = None
         self.functions: dict[str, IndexedFunction] = {}
         self.url = ""
         self._channel = _Channel(protos, worker_id=str(uuid.uuid4()))
@@ -192,6 +193,7 @@ class StandInHost:
             host_version=HOST_VERSION, function_app_directory=str(self.app_dir),
             worker_directory=str(self.worker_script.parent)))
         self.worker_capabilities = dict(init.capabilities)
+        self.worker_metadata = init.worker_metadata
         _check(init.result, "WorkerInitRequest")
 
         metadata = await self._ask("function_metadata_response",

@@ -10,12 +10,13 @@ HTTP through the real openai SDK; answers are compared with the local uvicorn se
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import httpx
 import pytest
 import pytest_asyncio
-from funcrt_support import app_settings, functions_host
+from funcrt_support import ROOT, app_settings, functions_host
 from gateway_stack import serve_app, settings_from, settings_tree, start_simulator
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -74,6 +75,15 @@ async def test_worker_indexes_exactly_the_five_http_functions(stack):
     assert host.worker_capabilities["HttpUri"].startswith("http://127.0.0.1:")
     assert host.worker_capabilities["RequiresRouteParameters"] == "true"
     assert any("Successfully indexed function app" in log.message for log in host.logs)
+
+
+async def test_the_worker_is_the_runtime_that_requirements_pins_on_python_313(stack):
+    pinned = re.search(r'^azure-functions-runtime==(\S+); python_version >= "3.13"$',
+                       (ROOT / "requirements.txt").read_text(), flags=re.MULTILINE)
+    assert pinned, "requirements.txt must pin azure-functions-runtime for Python 3.13+"
+    metadata = stack.host.worker_metadata
+    assert (metadata.runtime_name, metadata.runtime_version) == ("python", "3.13")
+    assert metadata.worker_version == pinned.group(1)
 
 
 async def test_echo_and_chat_answer_as_on_the_local_server(stack):
