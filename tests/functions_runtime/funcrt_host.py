@@ -46,6 +46,8 @@ from starlette.responses import Response, StreamingResponse
 from localrun.ports import free_port
 
 HOST_VERSION = "4.1040.0-standin"
+# What the host itself advertises in WorkerInitRequest (FunctionDataCache only when that cache is on).
+HOST_CAPABILITIES = {"MultiStream": "10"}
 MAX_MESSAGE_LENGTH = 2147483647
 STEP_TIMEOUT = 60.0
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
@@ -191,7 +193,7 @@ class StandInHost:
 
         init = await self._ask("worker_init_response", worker_init_request=protos.WorkerInitRequest(
             host_version=HOST_VERSION, function_app_directory=str(self.app_dir),
-            worker_directory=str(self.worker_script.parent)))
+            worker_directory=str(self.worker_script.parent), capabilities=HOST_CAPABILITIES))
         self.worker_capabilities = dict(init.capabilities)
         self.worker_metadata = init.worker_metadata
         _check(init.result, "WorkerInitRequest")
