@@ -213,6 +213,8 @@ class StandInHost:
                                      function_load_request=protos.FunctionLoadRequest(
                                          function_id=fn.function_id, metadata=fn))
             _check(loaded.result, f"FunctionLoadRequest {fn.name}")
+        if self.worker_capabilities.get("WorkerStatus") == "true":  # the host's periodic health probe
+            await self._ask("worker_status_response", worker_status_request=protos.WorkerStatusRequest())
         await self._serve_http()
 
     async def _spawn_worker(self, grpc_port: int) -> None:
