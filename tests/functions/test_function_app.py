@@ -86,6 +86,15 @@ def test_host_json_routes_without_the_api_prefix():
     assert host["extensions"]["http"]["routePrefix"] == ""
 
 
+def test_local_settings_example_enables_init_indexing():
+    """``func start`` on Python 3.11/3.12 runs Core Tools' own worker: without init indexing the
+    FastAPI extension's HTTP calls hang there (3.13's runtime always indexes at init)."""
+    with open("local.settings.json.example", encoding="utf-8") as fh:
+        values = json.load(fh)["Values"]
+    assert values["PYTHON_ENABLE_INIT_INDEXING"] == "1"
+    assert values["FUNCTIONS_WORKER_RUNTIME"] == "python"
+
+
 async def test_handlers_answer_as_the_worker_calls_them(function_app):
     functions = {f.get_function_name(): f.get_user_function() for f in function_app.app.get_functions()}
     echo = await functions["echo"](make_request("GET", "/openai/echo", "tenant=Contoso&value=5"))
