@@ -3,7 +3,9 @@
 from ._build import build_gateway
 from ._conversation import parse_conversation
 from ._errors import (
+    AuthUnavailable,
     ConfigurationError,
+    Forbidden,
     GatewayError,
     InvalidRequest,
     PayloadTooLarge,
@@ -15,15 +17,18 @@ from ._errors import (
 )
 from ._gateway import ChatStream, Gateway
 from ._values import ChatMessage, Completion, Usage
-from .access import resolve_tenant
+from .access import Credentials, resolve_tenant
 from .config import SecretSource, Settings, load_settings
 from .state import MemoryStateStore, StateStore
 
 __all__ = [
+    "AuthUnavailable",
     "ChatMessage",
     "ChatStream",
     "Completion",
     "ConfigurationError",
+    "Credentials",
+    "Forbidden",
     "Gateway",
     "GatewayError",
     "InvalidRequest",

@@ -7,11 +7,20 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry
 
-from ._errors import ConfigurationError
+from ._errors import ConfigurationError, InvalidRequest
 from ._gateway import Background, Gateway
 from ._routing import Router
 from ._tokens import warm_up
-from .config import ServiceSettings, Settings
+from .access import (
+    AiohttpJsonFetcher,
+    Authenticator,
+    JwksKeys,
+    JwtVerifier,
+    KeyRing,
+    normalise_tenant,
+    parse_hashes,
+)
+from .config import AuthSettings, ServiceSettings, Settings
 from .state import MemoryStateStore, StateStore, TableLocation
 from .telemetry import GatewayMetrics
 from .upstream import TokenProvider, Upstream
@@ -42,11 +51,47 @@ def build_gateway(
     for tenant, target in settings.tenant_azure_openai_mappings.items():
         found = settings.service_named(target)
         mappings[tenant] = found[0] if found else target
-    metrics = GatewayMetrics(settings.prometheus, registry, known_tenants=mappings)
+    keys = _tenant_keys(settings.auth)
+    metrics = GatewayMetrics(settings.prometheus, registry, known_tenants=[*mappings, *keys.tenants],
+                             fold_unknown_tenants=settings.folds_unknown_tenants)
     store = state_store if state_store is not None else build_state_store(settings, registry=registry)
     router = Router(tuple(upstreams), mappings, store)
     warm_up()
-    return Gateway(settings, upstreams, router, metrics, registry, store, _background(settings, registry))
+    return Gateway(settings, upstreams, router, metrics, registry, store, _background(settings, registry),
+                   authenticator=_authenticator(settings.auth, keys))
+
+
+def _authenticator(auth: AuthSettings, keys: KeyRing) -> Authenticator:
+    if auth.mode == "none":
+        log.warning("Auth:Mode is none: any caller can claim any tenant (query, X-Tenant, unverified JWT) "
+                    "and be billed as it; set Auth:Mode to jwt, keys or jwt,keys outside local runs")
+    jwt = None
+    if "jwt" in auth.modes:
+        jwks = JwksKeys(auth.jwt.issuer, AiohttpJsonFetcher(), jwks_uri=auth.jwt.jwks_uri,
+                        refresh_interval_seconds=auth.jwt.refresh_interval_seconds)
+        jwt = JwtVerifier(issuer=auth.jwt.issuer, audience=auth.jwt.audience, tenant_claim=auth.jwt.tenant_claim,
+                          leeway_seconds=auth.jwt.clock_skew_seconds, keys=jwks)
+    metrics_key = auth.metrics_key.get_secret_value()
+    metrics_keys = KeyRing({"metrics": parse_hashes(metrics_key)}) if metrics_key.strip() else None
+    return Authenticator(modes=auth.modes, jwt=jwt, keys=keys, metrics_keys=metrics_keys)
+
+
+def _tenant_keys(auth: AuthSettings) -> KeyRing:
+    """``Auth:Keys``: tenant names checked like request tenants, hashes parsed; errors name the key."""
+    hashes: dict[str, tuple[bytes, ...]] = {}
+    for raw_tenant, value in auth.keys.items():
+        key = f"Auth:Keys:{raw_tenant}"
+        try:
+            tenant = normalise_tenant(raw_tenant, key)
+            hashes[tenant] = (*hashes.get(tenant, ()), *parse_hashes(value.get_secret_value()))
+        except InvalidRequest as exc:
+            raise ConfigurationError(key, exc.detail) from None
+        except ValueError as exc:
+            raise ConfigurationError(key, str(exc)) from None
+    try:
+        return KeyRing(hashes)
+    except ValueError as exc:
+        raise ConfigurationError("Auth:Keys", str(exc)) from None
 
 
 def unusable_reason(service: ServiceSettings) -> str:

@@ -9,6 +9,8 @@ these classes to HTTP status / gRPC status code.
     ├── InvalidRequest               the caller's input is wrong                 -> 400 / INVALID_ARGUMENT
     │   └── PayloadTooLarge          body over the configured limit              -> 413 / INVALID_ARGUMENT
     ├── Unauthenticated              missing or invalid credentials              -> 401 / UNAUTHENTICATED
+    ├── Forbidden                    authenticated, but names another tenant     -> 403 / PERMISSION_DENIED
+    ├── AuthUnavailable              the issuer's signing keys cannot be fetched -> 503 / UNAVAILABLE
     ├── RateLimited                  a limit stops the call; retry_after seconds -> 429 / RESOURCE_EXHAUSTED
     └── UpstreamError                Azure OpenAI failed                          -> 502 / UNAVAILABLE
         ├── UpstreamUnavailable      no instance reachable or all cooling down   -> 503 / UNAVAILABLE
@@ -50,7 +52,23 @@ class PayloadTooLarge(InvalidRequest):
 
 
 class Unauthenticated(GatewayError):
+    """Hosts answer it with ``WWW-Authenticate: Bearer error="invalid_token"`` (REST)."""
+
     title = "Unauthenticated"
+
+
+class Forbidden(GatewayError):
+    title = "Forbidden"
+
+
+class AuthUnavailable(GatewayError):
+    """Credentials cannot be checked now (JWKS unreachable): never an "allow", never a 500."""
+
+    title = "Identity provider unavailable"
+
+    def __init__(self, detail: str, retry_after: float | None = None) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
 
 
 class RateLimited(GatewayError):

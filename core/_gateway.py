@@ -20,6 +20,7 @@ from ._errors import (
 from ._routing import Router
 from ._tokens import count_prompt, count_text
 from ._values import ChatMessage, Completion, Method, Usage
+from .access import Authenticator, Credentials
 from .config import Settings
 from .state import StateStore
 from .telemetry import GatewayMetrics
@@ -51,6 +52,8 @@ class Gateway:
         registry: CollectorRegistry,
         store: StateStore,
         background: Sequence[Background] = (),
+        *,
+        authenticator: Authenticator | None = None,
     ) -> None:
         self._settings = settings
         self._registry = registry
@@ -59,6 +62,7 @@ class Gateway:
         self._router = router
         self._store = store
         self._background = tuple(background)
+        self._authenticator = authenticator or Authenticator()
         self._started = False
 
     @property
@@ -92,6 +96,15 @@ class Gateway:
         for task in self._background:
             await task.start()
 
+    async def authenticate(self, credentials: Credentials) -> str:
+        """The request's tenant under ``Auth:Mode`` (see ``core.access``); raises
+        Unauthenticated / Forbidden / InvalidRequest / AuthUnavailable."""
+        return await self._authenticator.authenticate(credentials)
+
+    def authorize_metrics(self, authorization: str | None) -> None:
+        """Raises Unauthenticated unless ``Auth:MetricsKey`` is unset or sent as a bearer key."""
+        self._authenticator.authorize_metrics(authorization)
+
     def echo(self, tenant: str, value: int) -> str:
         return f"tenant: {tenant} value: {value}"
 
@@ -120,6 +133,7 @@ class Gateway:
         for task in self._background:
             await task.aclose()
         await asyncio.gather(*(u.aclose() for u in self._upstreams.values()))
+        await self._authenticator.aclose()
         await self._store.aclose()
 
     async def _with_failover(

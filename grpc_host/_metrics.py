@@ -7,11 +7,16 @@ counter's family drops its ``_total`` suffix, so ``openai_prompt_tokens_total`` 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiohttp import web
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+
+from core import GatewayError
+
+Authorize = Callable[[str | None], None]  # Gateway.authorize_metrics: raises when Auth:MetricsKey is not met
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,17 +29,26 @@ class MetricsServer:
 
 
 async def start_metrics_server(
-    exposition: Callable[[], bytes | None], host: str, port: int
+    exposition: Callable[[], bytes | None], host: str, port: int, authorize: Authorize | None = None
 ) -> MetricsServer:
     """Serve ``/metrics`` (and a trivial ``/healthz``) on ``host:port``; port 0 picks a free one.
 
     ``exposition`` is ``Gateway.metrics_exposition``: None means ``Prometheus:Enabled`` is false (404).
+    ``authorize`` is ``Gateway.authorize_metrics``: with ``Auth:MetricsKey`` set, ``/metrics`` needs
+    ``Authorization: Bearer <metrics key>`` (401 problem+json otherwise), as it lists every tenant's usage.
     """
 
-    async def metrics(_: web.Request) -> web.Response:
+    async def metrics(request: web.Request) -> web.Response:
         body = exposition()
         if body is None:
             return web.Response(status=404, text="metrics are disabled (Prometheus:Enabled is false)")
+        if authorize is not None:
+            try:
+                authorize(request.headers.get("Authorization"))
+            except GatewayError as exc:
+                problem = {"type": "about:blank", "title": exc.title, "status": 401, "detail": exc.detail}
+                return web.Response(status=401, body=json.dumps(problem), content_type="application/problem+json",
+                                    headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
 
     async def healthz(_: web.Request) -> web.Response:

@@ -87,7 +87,8 @@ async def start_host(
     await server.start()
     try:
         metrics = await start_metrics_server(
-            gateway.metrics_exposition, host_settings.metrics_host, host_settings.metrics_port
+            gateway.metrics_exposition, host_settings.metrics_host, host_settings.metrics_port,
+            gateway.authorize_metrics,
         )
     except OSError as exc:
         await server.stop(None)

@@ -14,7 +14,7 @@ from typing import NoReturn, TypeVar
 
 import grpc
 
-from core import ChatMessage, Completion, Gateway, GatewayError, resolve_tenant
+from core import ChatMessage, Completion, Credentials, Gateway, GatewayError
 from protos import openai_pb2, openai_pb2_grpc
 
 from ._status import failure_for
@@ -33,12 +33,17 @@ def _metadata(context: grpc.aio.ServicerContext, key: str) -> str | None:
     return None
 
 
-def _tenant(field: str, context: grpc.aio.ServicerContext) -> str:
-    """Request field, else ``x-tenant`` metadata, else the ``tenant`` claim of the Bearer JWT."""
-    return resolve_tenant(
-        query=field or None,
-        header=_metadata(context, "x-tenant"),
+def _credentials(field: str, context: grpc.aio.ServicerContext) -> Credentials:
+    """``authorization`` / ``api-key`` metadata, and the tenant the request field or ``x-tenant`` claims.
+
+    An empty request field means "not given" (proto3 strings cannot be absent)."""
+    return Credentials(
         authorization=_metadata(context, "authorization"),
+        api_key=_metadata(context, "api-key"),
+        tenant_query=field or None,
+        tenant_header=_metadata(context, "x-tenant"),
+        query_source="the request's 'tenant' field",
+        header_source="the x-tenant metadata",
     )
 
 
@@ -111,7 +116,7 @@ class OpenAIService(openai_pb2_grpc.OpenAIServiceGrpcServicer):
         self, request: openai_pb2.EchoRequest, context: grpc.aio.ServicerContext
     ) -> openai_pb2.EchoResponse:
         async def call() -> openai_pb2.EchoResponse:
-            tenant = _tenant(request.tenant, context)
+            tenant = await self._gateway.authenticate(_credentials(request.tenant, context))
             return openai_pb2.EchoResponse(message=self._gateway.echo(tenant, request.value))
 
         return await self._guard(context, "Echo", call)
@@ -120,7 +125,7 @@ class OpenAIService(openai_pb2_grpc.OpenAIServiceGrpcServicer):
         self, request: openai_pb2.GetChatCompletionsRequest, context: grpc.aio.ServicerContext
     ) -> openai_pb2.GetChatCompletionsResponse:
         async def call() -> openai_pb2.GetChatCompletionsResponse:
-            tenant = _tenant(request.tenant, context)
+            tenant = await self._gateway.authenticate(_credentials(request.tenant, context))
             completion = await self._gateway.chat(tenant, _conversation(self._gateway, request.conversation))
             context.set_trailing_metadata(_usage_trailers(completion))
             return openai_pb2.GetChatCompletionsResponse(result=completion.text)
@@ -131,7 +136,7 @@ class OpenAIService(openai_pb2_grpc.OpenAIServiceGrpcServicer):
         self, request: openai_pb2.GetChatCompletionsRequest, context: grpc.aio.ServicerContext
     ) -> None:
         async def call() -> None:
-            tenant = _tenant(request.tenant, context)
+            tenant = await self._gateway.authenticate(_credentials(request.tenant, context))
             messages = _conversation(self._gateway, request.conversation)
             stream = await self._gateway.open_stream(tenant, messages)
             try:

@@ -2,6 +2,8 @@
 
     InvalidRequest (incl. PayloadTooLarge) -> INVALID_ARGUMENT
     Unauthenticated                        -> UNAUTHENTICATED
+    Forbidden                              -> PERMISSION_DENIED
+    AuthUnavailable                        -> UNAVAILABLE         (+ retry-after)
     RateLimited                            -> RESOURCE_EXHAUSTED  (+ retry-after trailers)
     UpstreamTimeout                        -> DEADLINE_EXCEEDED
     UpstreamUnavailable, UpstreamError     -> UNAVAILABLE         (+ retry-after when known)
@@ -19,7 +21,9 @@ from dataclasses import dataclass
 import grpc
 
 from core import (
+    AuthUnavailable,
     ConfigurationError,
+    Forbidden,
     GatewayError,
     InvalidRequest,
     RateLimited,
@@ -33,6 +37,8 @@ from core import (
 _TABLE: tuple[tuple[type[GatewayError], grpc.StatusCode], ...] = (
     (InvalidRequest, grpc.StatusCode.INVALID_ARGUMENT),
     (Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
+    (Forbidden, grpc.StatusCode.PERMISSION_DENIED),
+    (AuthUnavailable, grpc.StatusCode.UNAVAILABLE),
     (RateLimited, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (UpstreamTimeout, grpc.StatusCode.DEADLINE_EXCEEDED),
     (UpstreamUnavailable, grpc.StatusCode.UNAVAILABLE),

@@ -18,11 +18,11 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from core import (
     ChatMessage,
     ChatStream,
+    Credentials,
     Gateway,
     GatewayError,
     InvalidRequest,
     PayloadTooLarge,
-    resolve_tenant,
 )
 
 from ._problems import problem, problem_for, status_for
@@ -54,7 +54,7 @@ class RestHandlers:
 
     async def echo(self, request: Request) -> Response:
         async def answer(gateway: Gateway) -> Response:
-            tenant = _tenant(request)
+            tenant = await gateway.authenticate(credentials_of(request))
             return PlainTextResponse(gateway.echo(tenant, _int32(request.query_params.get("value"))))
 
         return await self._answer("echo", request, answer)
@@ -99,6 +99,10 @@ class RestHandlers:
         exposition = gateway.metrics_exposition()
         if exposition is None:
             return problem(404, "Not found", "metrics are disabled (Prometheus:Enabled is false)")
+        try:
+            gateway.authorize_metrics(request.headers.get("authorization"))
+        except GatewayError as exc:
+            return problem_for(exc, instance=request.url.path)
         return Response(exposition, media_type=CONTENT_TYPE_LATEST)
 
     async def healthz(self, request: Request) -> Response:
@@ -121,7 +125,7 @@ class RestHandlers:
     async def _chat_input(
         self, request: Request, gateway: Gateway
     ) -> tuple[str, tuple[ChatMessage, ...]]:
-        tenant = _tenant(request)
+        tenant = await gateway.authenticate(credentials_of(request))
         content_type = request.headers.get("content-type", "application/json").split(";")[0]
         if content_type.strip().lower() not in JSON_TYPES and not content_type.endswith("+json"):
             raise InvalidRequest(
@@ -147,11 +151,14 @@ def _int32(raw: str | None) -> int:
     return value
 
 
-def _tenant(request: Request) -> str:
-    return resolve_tenant(
-        query=request.query_params.get("tenant"),
-        header=request.headers.get("x-tenant"),
-        authorization=request.headers.get("authorization"),
+def credentials_of(request: Request) -> Credentials:
+    """The caller's credentials and claimed tenant, as plain values for ``Gateway.authenticate``."""
+    headers = request.headers
+    return Credentials(
+        authorization=headers.get("authorization"),
+        api_key=headers.get("api-key"),
+        tenant_query=request.query_params.get("tenant"),
+        tenant_header=headers.get("x-tenant"),
     )
 
 

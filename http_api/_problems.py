@@ -8,7 +8,9 @@ import orjson
 from fastapi import Response
 
 from core import (
+    AuthUnavailable,
     ConfigurationError,
+    Forbidden,
     GatewayError,
     InvalidRequest,
     PayloadTooLarge,
@@ -26,6 +28,8 @@ STATUS: tuple[tuple[type[GatewayError], int], ...] = (
     (PayloadTooLarge, 413),
     (InvalidRequest, 400),
     (Unauthenticated, 401),
+    (Forbidden, 403),
+    (AuthUnavailable, 503),
     (RateLimited, 429),
     (UpstreamTimeout, 504),
     (UpstreamUnavailable, 503),
@@ -50,6 +54,8 @@ def problem(
 def problem_for(error: GatewayError, *, instance: str = "") -> Response:
     status = status_for(error)
     headers: dict[str, str] = {}
+    if isinstance(error, Unauthenticated):  # RFC 6750; the detail says what was wrong
+        headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
     if error.retry_after is not None:
         headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
     return problem(status, error.title, error.detail, instance=instance, headers=headers)

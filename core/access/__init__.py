@@ -1,5 +1,27 @@
-"""Who the caller is: the tenant a request acts and is billed as."""
+"""Who the caller is (issue 10): credentials in, an authenticated tenant or a gateway error out.
 
+No HTTP or gRPC here: hosts pass plain values (:class:`Credentials`) through ``Gateway.authenticate``.
+"""
+
+from ._authenticator import Authenticator, Credentials
+from ._http import AiohttpJsonFetcher
+from ._jwks import JwksKeys
+from ._jwt import ALGORITHMS, JwtVerifier
+from ._keys import KeyRing, digest_of, parse_hashes
+from ._port import JsonFetcher
 from ._tenants import normalise_tenant, resolve_tenant
 
-__all__ = ["normalise_tenant", "resolve_tenant"]
+__all__ = [
+    "ALGORITHMS",
+    "AiohttpJsonFetcher",
+    "Authenticator",
+    "Credentials",
+    "JsonFetcher",
+    "JwksKeys",
+    "JwtVerifier",
+    "KeyRing",
+    "digest_of",
+    "normalise_tenant",
+    "parse_hashes",
+    "resolve_tenant",
+]

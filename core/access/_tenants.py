@@ -35,15 +35,26 @@ class UnverifiedClaims:
 
 
 def normalise_tenant(raw: str, source: str) -> str:
-    tenant = raw.strip().lower()
+    """``raw`` trimmed and lower-cased, or :class:`InvalidRequest` saying what is wrong.
+
+    Non-ASCII is refused *before* lower-casing: ``str.lower`` folds the Kelvin sign (U+212A) into
+    ``k`` and would let ``\u212aontoso`` bill ``kontoso``. Names made only of dots (``.``, ``..``)
+    are refused too: they read as paths in logs, tables and dashboards.
+    """
+    tenant = raw.strip()
     if not tenant:
         raise InvalidRequest(f"the tenant from {source} is empty")
+    if not tenant.isascii():
+        raise InvalidRequest(f"the tenant from {source} must be ASCII (letters, digits, '.', '_', '-')")
+    tenant = tenant.lower()
     if len(tenant) > 64:
         raise InvalidRequest(f"the tenant from {source} is longer than 64 characters")
     if not TENANT_PATTERN.match(tenant):
         raise InvalidRequest(
             f"the tenant from {source} may contain only letters, digits, '.', '_' and '-'"
         )
+    if not tenant.strip("."):
+        raise InvalidRequest(f"the tenant from {source} cannot be made only of dots")
     return tenant
 
 

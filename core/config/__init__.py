@@ -2,10 +2,12 @@
 
 from ._models import (
     SECTIONS,
+    AuthSettings,
     AzureOpenAISettings,
     ChatCompletionsOptions,
     GatewaySettings,
     HistogramSettings,
+    JwtSettings,
     PrometheusSettings,
     RemoteWriteSettings,
     ServiceSettings,
@@ -20,10 +22,12 @@ from ._sources import SecretSourceFactory, from_flat_keys, load_settings, merge
 
 __all__ = [
     "SECTIONS",
+    "AuthSettings",
     "AzureOpenAISettings",
     "ChatCompletionsOptions",
     "GatewaySettings",
     "HistogramSettings",
+    "JwtSettings",
     "PrometheusSettings",
     "RemoteWriteSettings",
     "SecretSource",

@@ -114,9 +114,10 @@ def _histograms() -> dict[str, HistogramSettings]:
 class PrometheusSettings(_Section):
     enabled: bool = True
     histograms: dict[str, HistogramSettings] = Field(default_factory=_histograms)
-    # Cardinality guard: tenants that are neither mapped nor listed here are reported under
-    # ``UnknownTenantLabel`` when ``FoldUnknownTenants`` is on.
-    fold_unknown_tenants: bool = False
+    # Cardinality guard: tenants that are neither mapped, nor in Auth:Keys, nor listed here are
+    # reported under ``UnknownTenantLabel`` when ``FoldUnknownTenants`` is on. Unset: on exactly
+    # when Auth:Mode is not ``none`` (see ``Settings.folds_unknown_tenants``).
+    fold_unknown_tenants: bool | None = None
     known_tenants: tuple[str, ...] = ()
     unknown_tenant_label: str = "other"
 
@@ -184,6 +185,58 @@ class RemoteWriteSettings(_Section):
     timeout_seconds: float = Field(default=10.0, gt=0)
 
 
+KEY_HASH = re.compile(r"^sha256:[0-9a-fA-F]{64}$")
+AUTH_MODES = ("none", "jwt", "keys", "jwt,keys")
+
+
+class JwtSettings(_Section):
+    """``Auth:Jwt:*`` — who issues the bearer JWTs and which claim names the tenant."""
+
+    issuer: str = ""
+    audience: str = ""
+    jwks_uri: str = ""  # empty: discovered from <Issuer>/.well-known/openid-configuration
+    tenant_claim: str = Field(default="tenant", min_length=1)
+    clock_skew_seconds: int = Field(default=60, ge=0, le=600)
+    # At most one JWKS fetch per interval for unknown 'kid's (rotation), so garbage cannot hammer the issuer.
+    refresh_interval_seconds: float = Field(default=30.0, ge=0, le=3600)
+
+    @field_validator("issuer", "jwks_uri")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        value = value.strip()
+        if value and not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError("must be an http(s) URL such as https://login.microsoftonline.com/<tenant-id>/v2.0")
+        return value
+
+
+class AuthSettings(_Section):
+    """``Auth:*`` — who the caller is. ``Mode`` is normalised to one of :data:`AUTH_MODES`.
+
+    ``Keys:<tenant>`` and ``MetricsKey`` hold only SHA-256 hashes (``sha256:<64 hex>``, several
+    separated by ``;`` during a rotation); they are SecretStr so that no repr or log shows them.
+    """
+
+    mode: str = "none"
+    jwt: JwtSettings = Field(default_factory=JwtSettings)
+    keys: dict[str, SecretStr] = Field(default_factory=dict)
+    metrics_key: SecretStr = SecretStr("")
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _mode(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        parts = sorted({p.strip().lower() for p in value.split(",") if p.strip()})
+        mode = ",".join(parts) or "none"
+        if mode not in AUTH_MODES:
+            raise ValueError("must be none, jwt, keys or jwt,keys")
+        return mode
+
+    @property
+    def modes(self) -> frozenset[str]:
+        return frozenset() if self.mode == "none" else frozenset(self.mode.split(","))
+
+
 class Settings(_Section):
     azure_openai: AzureOpenAISettings = Field(default_factory=AzureOpenAISettings)
     tenant_azure_openai_mappings: dict[str, str] = Field(default_factory=dict)
@@ -193,6 +246,7 @@ class Settings(_Section):
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     state_store: StateStoreSettings = Field(default_factory=StateStoreSettings)
     remote_write: RemoteWriteSettings = Field(default_factory=RemoteWriteSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
     azure_web_jobs_storage: StorageConnectionSettings = Field(
         default_factory=StorageConnectionSettings
     )
@@ -200,7 +254,15 @@ class Settings(_Section):
     @field_validator("tenant_azure_openai_mappings", mode="after")
     @classmethod
     def _normalise_tenants(cls, value: dict[str, str]) -> dict[str, str]:
+        if not all(k.isascii() for k in value):
+            raise ValueError("tenant names must be ASCII (letters, digits, '.', '_', '-')")
         return {k.strip().lower(): v.strip() for k, v in value.items()}
+
+    @property
+    def folds_unknown_tenants(self) -> bool:
+        """``Prometheus:FoldUnknownTenants``, defaulting to on when callers are authenticated."""
+        fold = self.prometheus.fold_unknown_tenants
+        return self.auth.mode != "none" if fold is None else fold
 
     def service_named(self, name: str) -> tuple[str, ServiceSettings] | None:
         """Case-insensitive lookup of a configured service; returns its configured name too."""
@@ -228,12 +290,38 @@ def validate_settings(tree: Mapping[str, Any]) -> Settings:
                 f"names instance '{service}', which is not under AzureOpenAI:Services "
                 f"(configured: {known})",
             )
+    _check_auth(settings.auth)
     return settings
+
+
+def _check_auth(auth: AuthSettings) -> None:
+    """What one field cannot say: required keys per mode, and the hash format (never echoed)."""
+    if "jwt" in auth.modes:
+        required = (("Issuer", auth.jwt.issuer, "https://login.microsoftonline.com/<tenant-id>/v2.0"),
+                    ("Audience", auth.jwt.audience, "the gateway app's client id"))
+        for key, value, example in required:
+            if not value.strip():
+                problem = f"is required when Auth:Mode is {auth.mode} (e.g. {example})"
+                raise ConfigurationError(f"Auth:Jwt:{key}", problem)
+    hint = "generate one with: python -m clients.cli keygen <tenant>"
+    shape = "must be sha256:<64 hex digits>[;sha256:<64 hex digits>]"
+    for tenant, secret in auth.keys.items():
+        hashes = [h.strip() for h in secret.get_secret_value().split(";") if h.strip()]
+        if not hashes or not all(KEY_HASH.match(h) for h in hashes):
+            raise ConfigurationError(f"Auth:Keys:{tenant}", f"{shape}; {hint}")
+    metrics = [h.strip() for h in auth.metrics_key.get_secret_value().split(";") if h.strip()]
+    if not all(KEY_HASH.match(h) for h in metrics):
+        raise ConfigurationError("Auth:MetricsKey", f"{shape}; {hint} --metrics")
+    if "keys" in auth.modes and not auth.keys:
+        raise ConfigurationError("Auth:Keys", f"no tenant key is configured but Auth:Mode is {auth.mode}; "
+                                 f"set Auth:Keys:<tenant>=sha256:<hex> ({hint})")
 
 
 def _field_keys(tree: Mapping[str, Any], depth: tuple[str, ...] = ()) -> dict[str, Any]:
     """Lower-case field names for the models; keep instance names as written."""
-    keep_case = depth == ("azureopenai", "services")
+    # Instance names as written; tenant names too, so that validation sees them before any
+    # lower() (which folds the Kelvin sign into 'k').
+    keep_case = depth in (("azureopenai", "services"), ("auth", "keys"), ("tenantazureopenaimappings",))
     out: dict[str, Any] = {}
     for key, value in tree.items():
         name = str(key) if keep_case else str(key).lower()

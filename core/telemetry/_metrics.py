@@ -46,11 +46,13 @@ class _Series:
 class TokenCollector:
     """Per (instance, tenant, method) token series; thread-safe (scrapes may come from a thread)."""
 
-    def __init__(self, settings: PrometheusSettings, known_tenants: Iterable[str] = ()) -> None:
+    def __init__(
+        self, settings: PrometheusSettings, known_tenants: Iterable[str] = (), fold: bool | None = None
+    ) -> None:
         self._bounds = tuple(linear_buckets(settings.histograms[_HISTOGRAM_KEYS[k]]) for k in KINDS)
         self._series: dict[tuple[str, str, str], _Series] = {}
         self._lock = threading.Lock()
-        self._fold = settings.fold_unknown_tenants
+        self._fold = bool(settings.fold_unknown_tenants if fold is None else fold)
         self._known = frozenset(t.lower() for t in (*known_tenants, *settings.known_tenants))
         self._other = settings.unknown_tenant_label.lower()
 
@@ -133,9 +135,13 @@ class GatewayMetrics:
     """Everything the gateway records, registered on one registry."""
 
     def __init__(
-        self, settings: PrometheusSettings, registry: CollectorRegistry, known_tenants: Iterable[str]
+        self,
+        settings: PrometheusSettings,
+        registry: CollectorRegistry,
+        known_tenants: Iterable[str],
+        fold_unknown_tenants: bool | None = None,
     ) -> None:
-        self.tokens = TokenCollector(settings, known_tenants)
+        self.tokens = TokenCollector(settings, known_tenants, fold_unknown_tenants)
         registry.register(self.tokens)
         self.requests = Counter(
             "gateway_requests", "Requests handled by the gateway, by route and status.",
