@@ -11,6 +11,7 @@ from typing import Annotated, TypeVar
 import typer
 
 from clients.cli._interactive import run_interactive
+from clients.cli._keygen import keygen
 from clients.cli._model import Reply, RequestFailed
 from clients.cli._options import (
     DEFAULT_TARGET,
@@ -204,6 +205,7 @@ def interactive(
 
 
 app.command()(traffic)
+app.command()(keygen)
 
 
 def main() -> None:
