@@ -155,13 +155,16 @@ render_manifests() {
 apply_manifests() {
   local aks kubeconfig="$WORK_DIR/kubeconfig"
   aks="$(deploy_output aksName)"
-  export GRPC_IMAGE AZURE_CLIENT_ID KEY_VAULT_NAME REMOTE_WRITE_URL AZURE_TENANT_ID GRPC_NAMESPACE GRPC_SERVICE_ACCOUNT
+  export GRPC_IMAGE AZURE_CLIENT_ID KEY_VAULT_NAME REMOTE_WRITE_URL AZURE_TENANT_ID GRPC_NAMESPACE GRPC_SERVICE_ACCOUNT \
+    AUTH_ISSUER AUTH_AUDIENCE
   AZURE_CLIENT_ID="$(deploy_output identityClientId)"
   KEY_VAULT_NAME="$(deploy_output keyVaultName)"
   REMOTE_WRITE_URL="$(deploy_output metricsIngestionUrl)"
   AZURE_TENANT_ID="$(deploy_output tenantId)"
   GRPC_NAMESPACE="$(deploy_output grpcNamespace)"
   GRPC_SERVICE_ACCOUNT="$(deploy_output grpcServiceAccountName)"
+  AUTH_ISSUER="$(deploy_output authIssuer)"
+  AUTH_AUDIENCE="$(deploy_output authAudience)"
   log "credentials for $aks (Entra ID via kubelogin)"
   az aks get-credentials --resource-group "$RESOURCE_GROUP" --name "$aks" --file "$kubeconfig" \
     --overwrite-existing --output none
@@ -186,7 +189,7 @@ main() {
   FUNCTIONS_PACKAGE_PATHS="${FUNCTIONS_PACKAGE_PATHS:-function_app.py host.json requirements.txt core http_api}"
   GRPC_IMAGE_REPO="${GRPC_IMAGE_REPO:-openai-gateway-grpc}"
   IMAGE_TAG="${IMAGE_TAG:-$(git -C "$REPO_ROOT" rev-parse --short=12 HEAD)}"
-  K8S_VARIABLES='${GRPC_IMAGE} ${AZURE_CLIENT_ID} ${KEY_VAULT_NAME} ${REMOTE_WRITE_URL} ${AZURE_TENANT_ID} ${GRPC_NAMESPACE} ${GRPC_SERVICE_ACCOUNT}'
+  K8S_VARIABLES='${GRPC_IMAGE} ${AZURE_CLIENT_ID} ${KEY_VAULT_NAME} ${REMOTE_WRITE_URL} ${AZURE_TENANT_ID} ${GRPC_NAMESPACE} ${GRPC_SERVICE_ACCOUNT} ${AUTH_ISSUER} ${AUTH_AUDIENCE}'
   [[ -f "$PARAMS_FILE" ]] || die "parameters file '$PARAMS_FILE' not found (set PARAMS_FILE)"
   WORK_DIR="$(mktemp -d)"
   trap 'rm -rf "$WORK_DIR"' EXIT

@@ -38,6 +38,16 @@ param chatTemperature string = '0.7'
 @minValue(1)
 param chatMaxTokens int = 1000
 
+@description('Auth:Jwt:Issuer: the Entra ID v2 issuer of the tokens callers present (default: this subscription\'s Entra tenant).')
+param authIssuer string = '${environment().authentication.loginEndpoint}${subscription().tenantId}/v2.0'
+
+@description('Auth:Jwt:Audience: the gateway app registration\'s client id (the aud of its v2 access tokens); see docs/deploy.md.')
+@minLength(1)
+param authAudience string
+
+@description('Auth:Jwt:TenantClaim: roles (app roles; each client app is assigned one role, its tenant) or a custom claim.')
+param authTenantClaim string = 'roles'
+
 @description('Prometheus:Enabled (token metrics).')
 param prometheusEnabled bool = true
 
@@ -341,9 +351,30 @@ var tenantMappingSettings = [for m in items(tenantMappings): {
   value: m.value
 }]
 
+// Who the caller is (Auth:*): Entra ID access tokens, checked against the issuer's JWKS; a query or
+// header naming another tenant is refused (403). Prometheus:FoldUnknownTenants is on by default then.
+var authSettings = [
+  {
+    name: 'Auth__Mode'
+    value: 'jwt'
+  }
+  {
+    name: 'Auth__Jwt__Issuer'
+    value: authIssuer
+  }
+  {
+    name: 'Auth__Jwt__Audience'
+    value: authAudience
+  }
+  {
+    name: 'Auth__Jwt__TenantClaim'
+    value: authTenantClaim
+  }
+]
+
 // The gateway settings the gRPC pods need too: one list, written both as Function App settings
 // and (below) as Key Vault secrets, so the two hosts cannot drift apart.
-var gatewaySettings = concat(systemPromptSettings, flatten(openAiServiceSettings), tenantMappingSettings)
+var gatewaySettings = concat(systemPromptSettings, flatten(openAiServiceSettings), tenantMappingSettings, authSettings)
 
 var functionAppSettings = concat(coreSettings, gatewaySettings)
 
@@ -392,6 +423,8 @@ output identityName string = identity.outputs.name
 output identityClientId string = identity.outputs.clientId
 output keyVaultName string = keyVault.outputs.name
 output keyVaultUri string = keyVault.outputs.uri
+output authIssuer string = authIssuer
+output authAudience string = authAudience
 output grpcNamespace string = grpcNamespace
 output grpcServiceAccountName string = grpcServiceAccountName
 output openAiEndpoints array = [for (s, i) in openAiServices: openAi[i].outputs.endpoint]

@@ -38,6 +38,11 @@ param tenantMappings = {
   fabrikam: 'BetaOpenAI'
 }
 
+// Callers authenticate with Entra ID access tokens (Auth:Mode=jwt). The audience is the client id of
+// the gateway's app registration (docs/deploy.md); the issuer defaults to this subscription's tenant.
+param authAudience = readEnvironmentVariable('GATEWAY_AUTH_AUDIENCE', '00000000-0000-0000-0000-000000000000')
+param authTenantClaim = 'roles'
+
 param systemPrompt = 'You are a helpful, precise and friendly assistant.'
 param chatTemperature = '0.7'
 param chatMaxTokens = 1000

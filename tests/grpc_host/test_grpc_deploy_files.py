@@ -20,7 +20,8 @@ DOCKERFILE = REPO / "grpc_host" / "Dockerfile"
 BIN = Path(sys.executable).parent
 PLACEHOLDER = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)\}")
 # Filled by infra/deploy.sh; GRPC_HOSTNAME only by the separately applied ingress (docs/grpc.md).
-DEPLOY_VARIABLES = {"GRPC_IMAGE", "AZURE_CLIENT_ID", "AZURE_TENANT_ID", "KEY_VAULT_NAME", "REMOTE_WRITE_URL"}
+DEPLOY_VARIABLES = {"GRPC_IMAGE", "AZURE_CLIENT_ID", "AZURE_TENANT_ID", "KEY_VAULT_NAME", "REMOTE_WRITE_URL",
+                    "AUTH_ISSUER", "AUTH_AUDIENCE"}
 
 
 def tool(name: str) -> str:

@@ -97,6 +97,8 @@ def dummy_value(path: list[str], tenants: dict[str, str]) -> str:
     if path[0].lower() == "tenantazureopenaimappings":
         return tenants[path[-1]]
     return {
+        "mode": "jwt",
+        "issuer": "https://login.microsoftonline.com/00000000-0000-0000-0000-000000000001/v2.0",
         "endpoint": f"https://{path[-2].lower()}.openai.azure.com/",
         "type": "azuread",
         "maxresponsetokens": "123",
@@ -151,6 +153,7 @@ def test_secrets_cover_every_instance_and_tenant_and_the_gateway_accepts_them(ma
     assert sorted(settings.azure_openai.services) == sorted(services)
     assert all(s.type == "azuread" for s in settings.azure_openai.services.values())
     assert settings.tenant_azure_openai_mappings == {t.lower(): s for t, s in tenants.items()}
+    assert settings.auth.mode == "jwt" and settings.auth.jwt.issuer.startswith("https://login.microsoftonline.com/")
     for name, value in items:  # each secret lands on a field: none is dropped as unknown
         assert str(read_back(settings, name.split("--"))) == value, name
 
