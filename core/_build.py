@@ -12,7 +12,6 @@ from ._gateway import Background, Gateway
 from ._routing import Router
 from ._tokens import warm_up
 from .access import (
-    AiohttpJsonFetcher,
     Authenticator,
     JwksKeys,
     JwtVerifier,
@@ -67,6 +66,8 @@ def _authenticator(auth: AuthSettings, keys: KeyRing) -> Authenticator:
                     "and be billed as it; set Auth:Mode to jwt, keys or jwt,keys outside local runs")
     jwt = None
     if "jwt" in auth.modes:
+        from .access._http import AiohttpJsonFetcher
+
         jwks = JwksKeys(auth.jwt.issuer, AiohttpJsonFetcher(), jwks_uri=auth.jwt.jwks_uri,
                         refresh_interval_seconds=auth.jwt.refresh_interval_seconds)
         jwt = JwtVerifier(issuer=auth.jwt.issuer, audience=auth.jwt.audience, tenant_claim=auth.jwt.tenant_claim,

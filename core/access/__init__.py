@@ -1,10 +1,11 @@
 """Who the caller is (issue 10): credentials in, an authenticated tenant or a gateway error out.
 
 No HTTP or gRPC here: hosts pass plain values (:class:`Credentials`) through ``Gateway.authenticate``.
+The JWKS fetcher's adapter (``_http.AiohttpJsonFetcher``) is imported by ``core._build`` only when
+``Auth:Mode`` includes ``jwt``, so ``import core`` loads no HTTP client.
 """
 
 from ._authenticator import Authenticator, Credentials
-from ._http import AiohttpJsonFetcher
 from ._jwks import JwksKeys
 from ._jwt import ALGORITHMS, JwtVerifier
 from ._keys import KeyRing, digest_of, parse_hashes
@@ -13,7 +14,6 @@ from ._tenants import normalise_tenant, resolve_tenant
 
 __all__ = [
     "ALGORITHMS",
-    "AiohttpJsonFetcher",
     "Authenticator",
     "Credentials",
     "JsonFetcher",

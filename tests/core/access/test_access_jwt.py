@@ -10,7 +10,8 @@ import pytest
 from auth_support import AUDIENCE, Issuer, SigningKey
 
 from core import AuthUnavailable, Unauthenticated
-from core.access import AiohttpJsonFetcher, JwksKeys, JwtVerifier
+from core.access import JwksKeys, JwtVerifier
+from core.access._http import AiohttpJsonFetcher
 
 
 @pytest.fixture(scope="session")
