@@ -40,7 +40,8 @@ _TENANT_PARAMS: list[dict[str, Any]] = [
 ]
 _ERRORS: dict[str, Any] = {
     str(code): {"description": text, "content": {"application/problem+json": {}}}
-    for code, text in [(400, "Bad input"), (401, "Unauthenticated"), (413, "Body too large"),
+    for code, text in [(400, "Bad input"), (401, "Unauthenticated"), (403, "Another tenant than the credentials'"),
+                       (413, "Body too large"),
                        (429, "Limited; see Retry-After"), (502, "Upstream failed"),
                        (503, "Upstream unavailable"), (504, "Upstream timeout")]
 }

@@ -175,3 +175,22 @@ async def test_jwt_and_keys_together_decide_by_shape(tmp_path, issuer, keys) -> 
     assert (by_jwt.text, by_key.text) == ("tenant: fabrikam value: 1", "tenant: acme value: 1")
     assert_problem(forged, 401, "only RS256 and ES256")
 
+
+
+async def test_garbage_keys_are_401_never_5xx_and_the_stored_hash_is_not_a_key(tmp_path, keys) -> None:
+    garbage = {
+        "empty api-key": {"api-key": ""},
+        "bearer without a value": {"Authorization": "Bearer"},
+        "the stored hash sent as the key": {"api-key": keys["acme"][1]},
+        "the hash's hex sent as the key": {"Authorization": f"Bearer {keys['acme'][1].removeprefix('sha256:')}"},
+        "8 KiB of junk": {"api-key": "k" * 8192},
+        "a key for a JWT-only shape": {"Authorization": "Bearer a.b.c"},
+    }
+    async with gateway_stack(tmp_path, Auth=keys_auth(keys)) as stack:
+        for name, headers in garbage.items():
+            response = await stack.client.post("/openai/chat", json=QUESTION, headers=headers)
+            assert response.status_code == 401, name
+            assert response.headers["content-type"] == "application/problem+json", name
+            sent = [v.removeprefix("Bearer ").strip() for v in headers.values()]
+            assert not [v for v in sent if len(v) >= 8 and v in response.text], name  # never echoed
+        assert stack.alpha.stats.requests + stack.beta.stats.requests == 0
