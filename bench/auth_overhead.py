@@ -2,9 +2,13 @@
 
 Starts, as separate processes on 127.0.0.1: the simulator (zero-latency, so the gateway is the
 bottleneck), a static OIDC issuer (discovery + JWKS files served by ``http.server``, RSA key made
-now) and three REST gateways (``python -m http_api``) that differ only in ``Auth``. Then wrk at
-concurrency 16 against each, interleaved over ``--rounds`` rounds so that machine noise hits all
-modes alike, and prints req/s, p50/p99 and the ratio to ``none``.
+now) and three REST gateways (``python -m http_api``) that differ only in ``Auth``. Then:
+
+1. wrk at concurrency 16 against each gateway in turn, interleaved over ``--rounds`` rounds;
+2. paired: wrk at concurrency 16 against the ``none`` and the ``jwt`` (then ``keys``) gateway *at the
+   same time*, so that whatever else loads the machine slows both alike; the ratio of the two
+   throughputs in the same seconds is the robust figure on a shared machine;
+3. in-process: the CPU cost of ``Gateway.authenticate`` per call in each mode.
 
 Each wrk run reuses one token / key (clients keep an Entra token for its lifetime, ~1 h): the JWT
 path is one SHA-256 of the token and a dict lookup once the token is cached. The cost of a first
@@ -27,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import jwt
@@ -78,6 +83,38 @@ def uncached_verify_us(private: rsa.RSAPrivateKey, issuer: str) -> float:
         return (time.perf_counter() - started) / (len(tokens) - 1) * 1e6
 
     return asyncio.run(run())
+
+
+def authenticate_us(modes: dict[str, dict[str, object]], headers: dict[str, dict[str, str]]) -> dict[str, float]:
+    """Microseconds per ``Gateway.authenticate`` call, tokens cached (the steady state)."""
+    from core import Credentials, build_gateway
+    from core.config import validate_settings
+
+    results = {}
+    for mode, auth in modes.items():
+        gateway = build_gateway(validate_settings({"auth": auth}))
+        credentials = Credentials(tenant_query="bench" if mode == "none" else None,
+                                  authorization=headers[mode].get("Authorization"),
+                                  api_key=headers[mode].get("api-key"))
+
+        async def run(gw: object = gateway, creds: Credentials = credentials) -> float:
+            await gw.authenticate(creds)  # type: ignore[attr-defined]
+            started = time.perf_counter()
+            for _ in range(20_000):
+                await gw.authenticate(creds)  # type: ignore[attr-defined]
+            took = (time.perf_counter() - started) / 20_000 * 1e6
+            await gw.aclose()  # type: ignore[attr-defined]
+            return took
+
+        results[mode] = asyncio.run(run())
+    return results
+
+
+def paired(a: tuple[str, Path], b: tuple[str, Path], duration: int) -> tuple[dict[str, float], dict[str, float]]:
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(run_wrk, *a, CONNECTIONS, duration)
+        second = pool.submit(run_wrk, *b, CONNECTIONS, duration)
+        return first.result(), second.result()
 
 
 def main() -> int:
@@ -133,6 +170,12 @@ def main() -> int:
             for _ in range(args.rounds):
                 for mode in modes:
                     results[mode].append(run_wrk(*urls[mode], CONNECTIONS, args.duration))
+            pairs: dict[str, list[float]] = {"jwt": [], "keys": []}
+            for _ in range(args.rounds):
+                for mode in pairs:
+                    base_run, mode_run = paired(urls["none"], urls[mode], args.duration)
+                    pairs[mode].append(mode_run["rps"] / base_run["rps"])
+            costs = authenticate_us(modes, headers)  # the jwt gateway fetches the JWKS: issuer still up
         finally:
             for proc in procs:
                 proc.send_signal(signal.SIGTERM)
@@ -148,7 +191,14 @@ def main() -> int:
         print(f"{mode:>5} | {each:>24} | {rps:>6.0f} | {statistics.mean(r['p50'] for r in runs):>6.2f} | "
               f"{statistics.mean(r['p99'] for r in runs):>6.2f} | {rps / base:>12.2f}x | "
               f"{int(sum(r['errors'] for r in runs))}")
-    print(f"\nfirst (uncached) RS256 verification: {uncached_verify_us(private, issuer):.0f} us per token")
+    print(f"\npaired (none and the mode loaded at the same time, {CONNECTIONS} connections each), "
+          "throughput ratio per round:")
+    for mode, ratios in pairs.items():
+        each = " / ".join(f"{r:.2f}" for r in ratios)
+        print(f"{mode:>5} vs none: {each}  -> median {statistics.median(ratios):.2f}x")
+    print("\nGateway.authenticate per call (cached token): "
+          + ", ".join(f"{mode} {us:.1f} us" for mode, us in costs.items()))
+    print(f"first (uncached) RS256 verification: {uncached_verify_us(private, issuer):.0f} us per token")
     return 0
 
 

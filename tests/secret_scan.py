@@ -44,12 +44,12 @@ class _Scan:
         self.records.append((record.name, text))
 
     def leaks(self, start: int = 0) -> list[str]:
-        found = []
-        for name, text in self.records[start:]:
-            for secret, label in self.secrets.items():
-                if secret in text:
-                    found.append(f"logger {name!r} logged {label}")
-        return sorted(set(found))
+        records = self.records[start:]
+        blob = "\n".join(text for _, text in records)  # one pass per secret, then details for hits only
+        hits = {secret: label for secret, label in self.secrets.items() if secret in blob}
+        found = {f"logger {name!r} logged {label}" for name, text in records
+                 for secret, label in hits.items() if secret in text}
+        return sorted(found)
 
 
 _SCAN = _Scan()
