@@ -120,8 +120,9 @@ class JwksKeys:
         url = self._issuer.rstrip("/") + "/.well-known/openid-configuration"
         document = await self._fetcher.get_json(url)
         uri = document.get("jwks_uri") if isinstance(document, Mapping) else None
-        if not isinstance(uri, str) or not uri.startswith(("https://", "http://")):
-            raise AuthUnavailable(f"{url} has no jwks_uri")
+        schemes = ("https://", "http://") if self._issuer.startswith("http://") else ("https://",)
+        if not isinstance(uri, str) or not uri.startswith(schemes):  # http only for a (loopback) http issuer
+            raise AuthUnavailable(f"{url} has no https jwks_uri")
         self._jwks_uri = uri
         return uri
 

@@ -185,6 +185,7 @@ class RemoteWriteSettings(_Section):
     timeout_seconds: float = Field(default=10.0, gt=0)
 
 
+_LOOPBACK_HTTP = re.compile(r"^http://(127\.\d+\.\d+\.\d+|localhost|\[::1\])(:\d+)?(/|$)")
 KEY_HASH = re.compile(r"^sha256:[0-9a-fA-F]{64}$")
 AUTH_MODES = ("none", "jwt", "keys", "jwt,keys")
 
@@ -203,9 +204,12 @@ class JwtSettings(_Section):
     @field_validator("issuer", "jwks_uri")
     @classmethod
     def _url(cls, value: str) -> str:
+        """https, or http to a loopback host only (a local test issuer): keys fetched over plain
+        http elsewhere could be swapped in transit, and with them who is which tenant."""
         value = value.strip()
-        if value and not re.match(r"^https?://[^\s/]+", value):
-            raise ValueError("must be an http(s) URL such as https://login.microsoftonline.com/<tenant-id>/v2.0")
+        if value and not re.match(r"^https://[^\s/]+", value) and not _LOOPBACK_HTTP.match(value):
+            raise ValueError("must be an https URL such as https://login.microsoftonline.com/<tenant-id>/v2.0 "
+                             "(plain http only for 127.0.0.1 / localhost)")
         return value
 
 

@@ -141,3 +141,21 @@ def test_fold_unknown_tenants_defaults_on_with_auth_and_off_without(keys) -> Non
     off = load_settings(environ={"Auth__Mode": "keys", "Auth__Keys__contoso": keys["contoso"][1],
                                  "Prometheus__FoldUnknownTenants": "false"})
     assert off.folds_unknown_tenants is False
+
+
+@pytest.mark.parametrize(
+    ("url", "ok"),
+    [("https://login.microsoftonline.com/t/v2.0", True), ("http://127.0.0.1:8080/t/v2.0", True),
+     ("http://localhost:9000", True), ("http://login.microsoftonline.com/t/v2.0", False),
+     ("http://127.0.0.1.evil.example/", False), ("login.microsoftonline.com", False)],
+)
+def test_issuer_and_jwks_uri_must_be_https_except_on_loopback(url: str, ok: bool) -> None:
+    for key in ("Issuer", "JwksUri"):
+        environ = {"Auth__Mode": "jwt", "Auth__Jwt__Issuer": "https://issuer.example/v2.0",
+                   "Auth__Jwt__Audience": "api://gw", f"Auth__Jwt__{key}": url}
+        if ok:
+            load_settings(environ=environ)
+        else:
+            with pytest.raises(ConfigurationError) as info:
+                load_settings(environ=environ)
+            assert info.value.key == f"Auth:Jwt:{key}" and "https" in info.value.detail
