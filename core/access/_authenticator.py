@@ -37,6 +37,12 @@ class Credentials:
 
 
 class Authenticator:
+    """``Auth:Mode`` applied to one request's :class:`Credentials`.
+
+    With keys enabled an ``api-key`` header is used first; otherwise the ``Authorization`` bearer
+    value (a JWT when it has two dots and ``jwt`` is on, else a key). Only one credential counts.
+    """
+
     def __init__(
         self,
         *,
