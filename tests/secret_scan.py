@@ -9,8 +9,9 @@ secrets (a secret registered after it was logged is still found). A hit fails th
 error) or the session, naming the logger and the secret's *label*, never the secret itself.
 
 Records are taken at ``Logger.callHandlers``, the one place every emitted record passes through,
-so a handler-less or non-propagating logger cannot hide one. Subprocesses (the gRPC host run as a
-process in a few tests) log to their own stderr and are not covered here.
+so a handler-less or non-propagating logger cannot hide one. Subprocesses log to their own
+stderr: fixtures that capture it hand it over with ``record_output(source, text)`` (the gRPC host
+process fixture does), and it is scanned like a log record.
 """
 
 from __future__ import annotations
@@ -61,6 +62,11 @@ def register_secret(value: str, label: str = "a registered secret") -> str:
         raise ValueError("register secrets of at least 8 characters (short ones match by chance)")
     _SCAN.secrets[value] = label
     return value
+
+
+def record_output(source: str, text: str) -> None:
+    """Scan ``text`` (a subprocess's captured log output) like a log record of logger ``source``."""
+    _SCAN.records.append((source, text))
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -75,3 +75,17 @@ def test_clean():
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
     assert result.ret == 0
+
+
+def test_subprocess_output_handed_over_is_scanned_too(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest('pytest_plugins = ["secret_scan"]')
+    pytester.makepyfile(f"""
+from secret_scan import record_output, register_secret
+
+def test_child():
+    register_secret({SECRET!r}, "the child's key")
+    record_output("child stderr", "INFO started with key {SECRET}")
+""")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, errors=1)
+    assert "logger 'child stderr' logged the child's key" in result.stdout.str()

@@ -18,6 +18,7 @@ from typing import Any
 import grpc
 import pytest
 from prometheus_client import CollectorRegistry
+from secret_scan import record_output
 
 from core import Settings, load_settings
 from grpc_host import GrpcHostSettings, RunningHost, start_host
@@ -200,3 +201,4 @@ async def host_process(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[
             item.process.kill()
             await item.process.wait()
         item.drain.cancel()
+        record_output("grpc_host process stderr", "".join(item.log))  # the secret scan reads it too

@@ -194,3 +194,17 @@ async def test_garbage_keys_are_401_never_5xx_and_the_stored_hash_is_not_a_key(t
             sent = [v.removeprefix("Bearer ").strip() for v in headers.values()]
             assert not [v for v in sent if len(v) >= 8 and v in response.text], name  # never echoed
         assert stack.alpha.stats.requests + stack.beta.stats.requests == 0
+
+
+async def test_entra_shaped_tokens_with_app_roles_as_the_tenant(tmp_path, issuer) -> None:
+    """An Entra ID v2 access token's shape (``ver``, ``tid``, ``azp``, ``roles``) with TenantClaim=roles."""
+    entra = {"ver": "2.0", "tid": "00000000-0000-0000-0000-0000000000aa", "azp": "client-app-id", "oid": "sp-1"}
+    async with gateway_stack(tmp_path, Auth=issuer.settings(TenantClaim="roles")) as stack:
+        one = await stack.client.post("/openai/chat", json=QUESTION,
+                                      headers=bearer(issuer.token(None, roles=["Fabrikam"], **entra)))
+        two = await stack.client.get("/openai/echo?value=1",
+                                     headers=bearer(issuer.token(None, roles=["contoso", "fabrikam"], **entra)))
+        none = await stack.client.get("/openai/echo?value=1", headers=bearer(issuer.token(None, **entra)))
+    assert one.status_code == 200 and one.headers["x-gateway-instance"] == "BetaOpenAI"
+    assert_problem(two, 401, "no 'roles' claim naming one tenant")
+    assert_problem(none, 401, "no 'roles' claim naming one tenant")

@@ -165,3 +165,24 @@ async def test_entra_app_roles_as_the_tenant_claim(issuer: Issuer) -> None:
     with pytest.raises(Unauthenticated, match="no 'roles' claim naming one tenant"):
         await check.tenant(issuer.token(None, roles=["contoso", "fabrikam"]))
     await check.aclose()
+
+
+async def test_keys_are_refreshed_after_an_hour_and_a_failed_refresh_keeps_them(issuer: Issuer) -> None:
+    now = [1000.0]
+    keys = JwksKeys(issuer.issuer, AiohttpJsonFetcher(timeout_seconds=2), refresh_interval_seconds=30,
+                    max_age_seconds=3600, clock=lambda: now[0])
+    check = JwtVerifier(issuer=issuer.issuer, audience=AUDIENCE, tenant_claim="tenant", leeway_seconds=0, keys=keys)
+    assert await check.tenant(issuer.token("a")) == "a"
+    now[0] += 3599
+    assert await check.tenant(issuer.token("b")) == "b"
+    assert issuer.jwks_hits == 1  # still fresh
+    now[0] += 2
+    assert await check.tenant(issuer.token("c")) == "c"
+    assert issuer.jwks_hits == 2  # an hour old: fetched again
+    now[0] += 3601
+    issuer.status = 500
+    assert await check.tenant(issuer.token("d")) == "d"  # refresh failed: the cached keys still work
+    assert issuer.jwks_hits == 3
+    assert await check.tenant(issuer.token("e")) == "e"
+    assert issuer.jwks_hits == 3  # and the failed refresh is not retried before the interval
+    await check.aclose()
