@@ -10,7 +10,7 @@ import grpc
 import httpx
 import pytest
 from auth_support import AUDIENCE, Issuer, SigningKey, new_tenant_key
-from grpc_support import Sims, StartHost, chat_request, gateway_environ
+from grpc_support import HostProcess, Sims, StartHost, chat_request, gateway_environ, gateway_json
 from prometheus_client.parser import text_string_to_metric_families
 
 from core import load_settings
@@ -166,3 +166,24 @@ async def test_mode_none_keeps_the_c_sharp_request_fields(start_grpc_host, sims,
     stub = stub_for(await start(start_grpc_host, sims), channels)
     reply = await stub.Echo(openai_pb2.EchoRequest(tenant="Contoso", value=1), metadata=(("x-tenant", "other"),))
     assert reply.message == "tenant: contoso value: 1"
+
+
+@pytest.mark.slow
+async def test_the_real_process_logs_refusals_without_any_credential(sims, keys, host_process) -> None:
+    """``python -m grpc_host`` with its own logging: refusals are logged (one line each), keys never
+    (the process's stderr also goes through the suite-wide secret scan)."""
+    settings = {**gateway_json(sims), "Auth": {"Mode": "keys", "Keys": {"acme": keys["acme"][1]}}}
+    proc: HostProcess = await host_process(settings)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{proc.port}") as channel:
+        stub = openai_pb2_grpc.OpenAIServiceGrpcStub(channel)
+        assert (await stub.Echo(openai_pb2.EchoRequest(value=1), metadata=(("api-key", keys["acme"][0]),))).message
+        wrong = await failure(stub.Echo(openai_pb2.EchoRequest(value=1), metadata=bearer(keys["acme-next"][0])))
+        other = await failure(stub.Echo(openai_pb2.EchoRequest(tenant="x", value=1),
+                                        metadata=(("api-key", keys["acme"][0]),)))
+    assert (wrong.code(), other.code()) == (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
+    proc.process.terminate()
+    await proc.wait()
+    log = "".join(proc.log)
+    assert "Echo failed: UNAUTHENTICATED" in log and "Echo failed: PERMISSION_DENIED" in log
+    assert "any caller can claim any tenant" not in log  # the Auth:Mode=none warning is for none only
+    assert not [k for k in (keys["acme"][0], keys["acme-next"][0], keys["acme"][1][7:]) if k in log]
