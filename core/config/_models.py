@@ -186,6 +186,7 @@ class RemoteWriteSettings(_Section):
 
 
 _LOOPBACK_HTTP = re.compile(r"^http://(127\.\d+\.\d+\.\d+|localhost|\[::1\])(:\d+)?(/|$)")
+_TENANT_NAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 KEY_HASH = re.compile(r"^sha256:[0-9a-fA-F]{64}$")
 AUTH_MODES = ("none", "jwt", "keys", "jwt,keys")
 
@@ -310,6 +311,10 @@ def _check_auth(auth: AuthSettings) -> None:
     hint = "generate one with: python -m clients.cli keygen <tenant>"
     shape = "must be sha256:<64 hex digits>[;sha256:<64 hex digits>]"
     for tenant, secret in auth.keys.items():
+        name = tenant.strip()  # the full rule (core.access.normalise_tenant) runs again at build
+        if not name.isascii() or not _TENANT_NAME.match(name) or not name.strip("."):
+            raise ConfigurationError(f"Auth:Keys:{tenant}", "the tenant name must be ASCII letters, digits, "
+                                     "'.', '_' or '-' (at most 64, not only dots)")
         hashes = [h.strip() for h in secret.get_secret_value().split(";") if h.strip()]
         if not hashes or not all(KEY_HASH.match(h) for h in hashes):
             raise ConfigurationError(f"Auth:Keys:{tenant}", f"{shape}; {hint}")

@@ -120,10 +120,15 @@ def test_bad_auth_settings_fail_at_start_up_naming_the_key_never_the_value(envir
             assert value not in str(info.value)
 
 
-def test_tenant_names_in_auth_keys_are_checked_like_request_tenants(keys) -> None:
+@pytest.mark.parametrize("name", ["\u212aontoso", "..", "a b"])
+def test_tenant_names_in_auth_keys_are_checked_when_settings_load(keys, name: str) -> None:
+    """At load time, so that the Functions host refuses them at indexing, before any request."""
     with pytest.raises(ConfigurationError) as info:
-        gateway(Auth__Mode="keys", **{"Auth__Keys__\u212aontoso": keys["contoso"][1]})
-    assert "must be ASCII" in str(info.value) and info.value.key.startswith("Auth:Keys:")
+        load_settings(environ={"Auth__Mode": "keys", f"Auth__Keys__{name}": keys["contoso"][1]})
+    assert "ASCII" in str(info.value) and info.value.key == f"Auth:Keys:{name}"
+
+
+def test_a_key_shared_by_two_tenants_is_refused(keys) -> None:
     with pytest.raises(ConfigurationError, match="same key hash"):
         gateway(Auth__Mode="keys", Auth__Keys__a=keys["contoso"][1], Auth__Keys__b=keys["contoso"][1])
 
