@@ -6,6 +6,7 @@ Every key, token and key hash made here is registered with the suite-wide secret
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -53,6 +54,8 @@ class Issuer:
 
     keys: list[SigningKey]
     status: int = 200  # what the JWKS endpoint answers; 200 serves the keys
+    body: str | None = None  # served instead of the key set (a broken JWKS)
+    delay: float = 0.0  # seconds before the JWKS endpoint answers (a hanging issuer)
     jwks_hits: int = 0
     discovery_hits: int = 0
     url: str = ""
@@ -73,6 +76,9 @@ class Issuer:
 
         async def jwks(_: web.Request) -> web.Response:
             self.jwks_hits += 1
+            await asyncio.sleep(self.delay)
+            if self.body is not None:
+                return web.Response(status=self.status, text=self.body, content_type="application/json")
             if self.status != 200:
                 return web.Response(status=self.status, text="unavailable")
             return web.json_response({"keys": [k.jwk() for k in self.keys]})

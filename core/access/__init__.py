@@ -6,8 +6,8 @@ The JWKS fetcher's adapter (``_http.AiohttpJsonFetcher``) is imported by ``core.
 """
 
 from ._authenticator import Authenticator, Credentials
-from ._jwks import JwksKeys
-from ._jwt import ALGORITHMS, JwtVerifier
+from ._jwks import ALGORITHMS, JwksKeys
+from ._jwt import JwtVerifier
 from ._keys import KeyRing, digest_of, parse_hashes
 from ._port import JsonFetcher
 from ._tenants import normalise_tenant, resolve_tenant

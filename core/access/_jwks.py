@@ -26,6 +26,8 @@ from ._port import JsonFetcher
 
 log = logging.getLogger("core.access")
 
+ALGORITHMS = ("RS256", "ES256")  # the only signatures accepted; other keys in a JWKS are ignored
+
 Clock = Callable[[], float]
 
 
@@ -111,9 +113,12 @@ class JwksKeys:
             key_set = PyJWKSet([k for k in raw if isinstance(k, dict) and k.get("use", "sig") == "sig"])
         except PyJWKSetError:
             raise AuthUnavailable(f"{uri} holds no usable signing key") from None
-        keys = {str(k.key_id): k for k in key_set.keys if k.key_id}
-        if not keys and len(key_set.keys) == 1:
-            keys = {"": key_set.keys[0]}
+        usable = [k for k in key_set.keys if k.algorithm_name in ALGORITHMS]
+        if not usable:
+            raise AuthUnavailable(f"{uri} holds no usable signing key (RS256 or ES256)")
+        keys = {str(k.key_id): k for k in usable if k.key_id}
+        if not keys and len(usable) == 1:
+            keys = {"": usable[0]}
         return keys
 
     async def _discover(self) -> str:

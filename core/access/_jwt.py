@@ -24,10 +24,9 @@ from collections.abc import Callable
 import jwt
 
 from .._errors import InvalidRequest, Unauthenticated
-from ._jwks import JwksKeys
+from ._jwks import ALGORITHMS, JwksKeys
 from ._tenants import normalise_tenant
 
-ALGORITHMS = ("RS256", "ES256")
 _PRINTABLE_ALG = re.compile(r"^[A-Za-z0-9]{1,12}$")
 
 # PyJWT's exceptions, most specific first, as sentences that never repeat the token.

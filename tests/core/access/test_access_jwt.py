@@ -186,3 +186,22 @@ async def test_keys_are_refreshed_after_an_hour_and_a_failed_refresh_keeps_them(
     assert await check.tenant(issuer.token("e")) == "e"
     assert issuer.jwks_hits == 3  # and the failed refresh is not retried before the interval
     await check.aclose()
+
+
+@pytest.mark.parametrize(
+    ("body", "delay", "reason"),
+    [("<html>oops</html>", 0.0, "did not return JSON"), ('{"keys": []}', 0.0, "no usable signing key"),
+     ('{"keys": [{"kty": "oct", "k": "c2VjcmV0", "kid": "h"}]}', 0.0, "no usable signing key"),
+     ('{"nokeys": 1}', 0.0, "not a JWK Set"), (None, 3.0, "timed out")],
+    ids=["not json", "empty set", "only an HMAC key", "no keys member", "hangs"],
+)
+async def test_a_broken_or_hanging_jwks_is_unavailable_never_allow(
+    issuer: Issuer, body: str | None, delay: float, reason: str
+) -> None:
+    issuer.body, issuer.delay = body, delay
+    keys = JwksKeys(issuer.issuer, AiohttpJsonFetcher(timeout_seconds=0.5), jwks_uri=issuer.jwks_uri)
+    check = JwtVerifier(issuer=issuer.issuer, audience=AUDIENCE, tenant_claim="tenant", leeway_seconds=0, keys=keys)
+    with pytest.raises(AuthUnavailable) as info:
+        await check.tenant(issuer.token())
+    assert reason in info.value.detail and issuer.issuer in info.value.detail
+    await check.aclose()
