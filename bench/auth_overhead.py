@@ -8,7 +8,9 @@ now) and three REST gateways (``python -m http_api``) that differ only in ``Auth
 2. paired: wrk at concurrency 16 against the ``none`` and the ``jwt`` (then ``keys``) gateway *at the
    same time*, so that whatever else loads the machine slows both alike; the ratio of the two
    throughputs in the same seconds is the robust figure on a shared machine;
-3. in-process: the CPU cost of ``Gateway.authenticate`` per call in each mode.
+3. the gateway process's own CPU time per request during the sequential runs (``/proc/<pid>/stat``):
+   far less sensitive to other load than req/s, and what bounds throughput on a busy host;
+4. in-process: the CPU cost of ``Gateway.authenticate`` per call in each mode.
 
 Each wrk run reuses one token / key (clients keep an Entra token for its lifetime, ~1 h): the JWT
 path is one SHA-256 of the token and a dict lookup once the token is cached. The cost of a first
@@ -23,6 +25,7 @@ import argparse
 import asyncio
 import hashlib
 import json
+import os
 import secrets
 import shutil
 import signal
@@ -110,6 +113,12 @@ def authenticate_us(modes: dict[str, dict[str, object]], headers: dict[str, dict
     return results
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def paired(a: tuple[str, Path], b: tuple[str, Path], duration: int) -> tuple[dict[str, float], dict[str, float]]:
     with ThreadPoolExecutor(2) as pool:
         first = pool.submit(run_wrk, *a, CONNECTIONS, duration)
@@ -152,6 +161,7 @@ def main() -> int:
                  "--directory", str(tmp / "issuer")], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             wait_port(issuer_port, procs[-1])
             urls = {}
+            pids: dict[str, int] = {}
             for mode, auth in modes.items():
                 port = free_port()
                 config = tmp / f"{mode}.json"
@@ -161,6 +171,7 @@ def main() -> int:
                 procs.append(subprocess.Popen([sys.executable, "-m", "http_api", "--config", str(config),
                                                "--port", str(port)], cwd=ROOT, stderr=subprocess.DEVNULL))
                 wait_port(port, procs[-1])
+                pids[mode] = procs[-1].pid
                 script = lua_script(tmp, {"Content-Type": "application/json", **headers[mode]}, json.dumps(BODY))
                 query = "?tenant=bench" if mode == "none" else ""
                 urls[mode] = (f"http://127.0.0.1:{port}/openai/chat{query}", script)
@@ -169,7 +180,10 @@ def main() -> int:
                     raise SystemExit(f"{mode}: the gateway answered non-2xx during warm-up")
             for _ in range(args.rounds):
                 for mode in modes:
-                    results[mode].append(run_wrk(*urls[mode], CONNECTIONS, args.duration))
+                    before = cpu_seconds(pids[mode])
+                    run = run_wrk(*urls[mode], CONNECTIONS, args.duration)
+                    run["cpu_ms"] = (cpu_seconds(pids[mode]) - before) * 1000 / max(1.0, run["rps"] * args.duration)
+                    results[mode].append(run)
             pairs: dict[str, list[float]] = {"jwt": [], "keys": []}
             for _ in range(args.rounds):
                 for mode in pairs:
@@ -191,6 +205,10 @@ def main() -> int:
         print(f"{mode:>5} | {each:>24} | {rps:>6.0f} | {statistics.mean(r['p50'] for r in runs):>6.2f} | "
               f"{statistics.mean(r['p99'] for r in runs):>6.2f} | {rps / base:>12.2f}x | "
               f"{int(sum(r['errors'] for r in runs))}")
+    cpu = {mode: statistics.median(r["cpu_ms"] for r in runs) for mode, runs in results.items()}
+    print("\ngateway CPU per request (median of rounds), and the throughput ratio it implies when CPU-bound:")
+    for mode, ms in cpu.items():
+        print(f"{mode:>5}: {ms:.3f} ms  -> {cpu['none'] / ms:.2f}x")
     print(f"\npaired (none and the mode loaded at the same time, {CONNECTIONS} connections each), "
           "throughput ratio per round:")
     for mode, ratios in pairs.items():
