@@ -116,3 +116,36 @@ async def test_handlers_answer_as_the_worker_calls_them(function_app):
     assert "".join(json.loads(b"".join(p if isinstance(p, bytes) else p.encode() for p in parts)))
     assert b'openai_total_tokens_total{method_name="chat",openai_name="alphaopenai",tenant_name="contoso"}' \
         in metrics.body
+
+
+async def test_functions_app_with_tenant_keys_takes_the_tenant_from_the_api_key(tmp_path, monkeypatch):
+    """App settings ``Auth__Mode=keys`` + ``Auth__Keys__contoso``: the api-key header (what Azure
+    OpenAI clients send) decides the tenant; no key is 401, another tenant's name is 403."""
+    from auth_support import new_tenant_key
+
+    key, hashed = new_tenant_key("contoso")
+    alpha = await start_simulator("AlphaOpenAI")
+    beta = await start_simulator("BetaOpenAI")
+    config = tmp_path / "appsettings.json"
+    config.write_text(json.dumps(settings_tree({"AlphaOpenAI": alpha, "BetaOpenAI": beta})))
+    monkeypatch.setenv("GATEWAY_CONFIG", str(config))
+    monkeypatch.setenv("Auth__Mode", "keys")
+    monkeypatch.setenv("Auth__Keys__contoso", hashed)
+    module = importlib.reload(importlib.import_module("function_app"))
+    functions = {f.get_function_name(): f.get_user_function() for f in module.app.get_functions()}
+    body, json_type = b'[{"role":"user","content":"hi there"}]', {"content-type": "application/json"}
+    try:
+        served = await functions["chat"](make_request("POST", "/openai/chat", "", body, {**json_type, "api-key": key}))
+        anonymous = await functions["chat"](make_request("POST", "/openai/chat", "tenant=contoso", body, json_type))
+        other = await functions["echo"](make_request("GET", "/openai/echo", "tenant=fabrikam&value=1",
+                                                     headers={"api-key": key}))
+    finally:
+        await (await module.handlers._provider()).aclose()
+        await alpha.stop()
+        await beta.stop()
+        monkeypatch.undo()
+        importlib.reload(module)  # leave the module as the other tests expect it (Auth:Mode none)
+    assert served.status_code == 200 and served.headers["x-gateway-instance"] == "AlphaOpenAI"
+    assert anonymous.status_code == 401 and anonymous.headers["www-authenticate"] == 'Bearer error="invalid_token"'
+    assert other.status_code == 403 and other.media_type == "application/problem+json"
+    assert key.encode() not in anonymous.body + other.body
