@@ -278,12 +278,18 @@ class Limiter:
                     "the rate-limit store is unavailable and Limits:OnStoreFailure is 'deny'; retry shortly",
                     float(max(1, math.ceil(self._probe_at - now))),
                 )
-        # Slice size: what this replica used in its last busy bucket (at least this request), up to
-        # twice the average bucket share, so that contending replicas hold little they do not use.
+        # Slice size: what this replica used in its last busy bucket or so far in this one (at least
+        # this request; so it doubles while demand grows), up to twice the average bucket share, so
+        # that contending replicas hold little they do not use.
+        self._roll(state, bucket)
         parts = self._window.buckets + 1
         share = Tally(2 * budget.tokens // parts, 2 * budget.requests // parts)
-        recent = Tally(max(state.used_before.tokens, need.tokens), max(state.used_before.requests, need.requests))
+        recent = Tally(max(state.used_before.tokens, state.used.tokens, need.tokens),
+                       max(state.used_before.requests, state.used.requests, need.requests))
         want = need + state.waiting + Tally(min(share.tokens, recent.tokens), min(share.requests, recent.requests))
+        if state.slice:  # what is left of the slice (not enough of one dimension) rides back first
+            self._owe(state, state.source, state.bucket, state.slice)
+            state.slice = ZERO
         grant = await self._exchange(tenant, state, source, bucket, need, want)
         if grant is None:  # the shared store failed just now
             return await self._refill(tenant, state, need, budget)
@@ -293,9 +299,9 @@ class Limiter:
             state.blocked_until, state.blocked_need, state.blocked_by = self._clock() + wait, need, grant.refused
             self._refuse(tenant, grant.refused, wait, budget, need)
         self._roll(state, bucket)
-        if state.bucket == bucket and state.source != source and state.slice:
-            self._owe(state, state.source, bucket, state.slice)
-            state.slice = Tally()
+        if state.slice:  # filled meanwhile by a settle: give it back, ours is the fresh slice
+            self._owe(state, state.source, state.bucket, state.slice)
+            state.slice = ZERO
         state.source = source
         state.slice += grant.granted
         ticket = self._take(tenant, state, need)
