@@ -205,7 +205,11 @@ class Limiter:
         bucket = self._window.bucket_at(now)
         for tenant, state in list(self._tenants.items()):
             self._roll(state, bucket)
-            if not state.owed or state.lock.locked():
+            if state.lock.locked():
+                continue
+            if not state.owed:
+                if now - state.synced_at > self._window.seconds + self._window.width and not state.waiting:
+                    del self._tenants[tenant]  # idle for a window: nothing of it is still counting
                 continue
             if not force and now - state.synced_at < self._window.width:
                 continue
