@@ -27,6 +27,7 @@ from typing import Literal, Protocol
 
 from .._errors import InvalidRequest, RateLimited
 from .._values import Budget
+from ._circuit import StoreCircuit
 from ._memory import MemoryBudgetStore
 from ._policy import LimitPolicy, TenantLimits
 from ._port import BudgetStore, StoreUnavailable, Tally
@@ -36,7 +37,6 @@ log = logging.getLogger("core.limits")
 ZERO = Tally()
 
 SHARED, LOCAL = 0, 1  # where a slice came from: the configured store, or this replica's fallback
-_LOG_EVERY_SECONDS = 60.0
 
 
 class LimitMetrics(Protocol):
@@ -102,13 +102,10 @@ class Limiter:
         self._metrics = metrics
         self._deny = on_store_failure == "deny"
         self._timeout = timeout_seconds
-        self._probe_interval = probe_interval_seconds
         self._clock = clock
         self._tenants: dict[str, _Tenant] = {}
-        self._failure: str | None = None
-        self._probe_at = 0.0
-        self._warned_at = -math.inf
-        self._held_back = 0
+        mode = "refusing limited tenants" if self._deny else "admitting against this replica's own budget"
+        self._circuit = StoreCircuit(metrics, mode=mode, probe_interval_seconds=probe_interval_seconds, clock=clock)
         self._flusher: asyncio.Task[None] | None = None
 
     @property
@@ -133,7 +130,7 @@ class Limiter:
             raise InvalidRequest(
                 f"this request may use up to {need.tokens} tokens (prompt plus maximum response), more "
                 f"than tenant '{tenant}' may use in {self._window.seconds} s ({budget.tokens}); "
-                "shorten the conversation or ask for a higher Limits TokensPerMinute"
+                f"shorten the conversation, or raise Limits:Tenants:{tenant}:TokensPerMinute (or Limits:Default)"
             )
         state = self._tenants.get(tenant)
         if state is None:
@@ -172,9 +169,12 @@ class Limiter:
         limits = self._policy.of(tenant)
         if not limits.limited:
             return None
-        state = self._tenants.get(tenant) or _Tenant()
-        self._roll(state, self._window.bucket_at(self._clock()))
-        left = state.room + state.slice
+        state = self._tenants.get(tenant)
+        if state is None:  # nothing known here yet (or forgotten after a quiet window): all of it
+            left = _budget(limits)
+        else:
+            self._roll(state, self._window.bucket_at(self._clock()))
+            left = state.room + state.slice
         budget = Budget(
             limits.tokens.amount if limits.tokens else None,
             min(left.tokens, limits.tokens.amount) if limits.tokens else None,
@@ -215,7 +215,7 @@ class Limiter:
                 continue
             async with state.lock:
                 for source in (SHARED, LOCAL):
-                    if any(s == source for s, _ in state.owed) and not (source == SHARED and self._circuit_open()):
+                    if any(s == source for s, _ in state.owed) and not (source == SHARED and self._circuit.open):
                         await self._exchange(tenant, state, source, bucket, Tally(), Tally())
 
     # -- internals -------------------------------------------------------------------------
@@ -274,13 +274,13 @@ class Limiter:
         now = self._clock()
         bucket = self._window.bucket_at(now)
         source = SHARED
-        if self._circuit_open():
+        if self._circuit.open:
             source = LOCAL
             if self._deny:
                 self._metrics.refused(tenant, "store")
                 raise RateLimited(
                     "the rate-limit store is unavailable and Limits:OnStoreFailure is 'deny'; retry shortly",
-                    float(max(1, math.ceil(self._probe_at - now))),
+                    float(max(1, math.ceil(self._circuit.probe_at - now))),
                 )
         # Slice size: what this replica used in its last busy bucket or so far in this one (at least
         # this request; so it doubles while demand grows), up to twice the average bucket share, so
@@ -324,13 +324,13 @@ class Limiter:
         try:
             grant = await asyncio.wait_for(self._stores[source].update(tenant, change), self._timeout)
         except TimeoutError:
-            self._failed("timeout", f"no answer within {self._timeout * 1000:.0f} ms")
+            self._circuit.failed("timeout", f"no answer within {self._timeout * 1000:.0f} ms")
             return None
         except StoreUnavailable as exc:
-            self._failed(exc.reason, exc.detail)
+            self._circuit.failed(exc.reason, exc.detail)
             return None
         if source == SHARED:
-            self._recovered()
+            self._circuit.recovered()
         state.room = grant.headroom
         state.synced_at = self._clock()
         return grant
@@ -347,33 +347,6 @@ class Limiter:
         )
         error.budget = self.budget(tenant)
         raise error
-
-    def _circuit_open(self) -> bool:
-        return self._failure is not None and self._clock() < self._probe_at
-
-    def _failed(self, reason: str, detail: str) -> None:
-        self._failure = reason
-        self._probe_at = self._clock() + self._probe_interval
-        self._metrics.store_failed(reason)
-        self._metrics.store_shared(False)
-        now = time.monotonic()
-        if now - self._warned_at < _LOG_EVERY_SECONDS:
-            self._held_back += 1
-            return
-        self._warned_at = now
-        mode = "refusing limited tenants" if self._deny else "admitting against this replica's own budget"
-        log.warning(
-            "rate-limit store unavailable (%s: %s); %s (Limits:OnStoreFailure), retrying every %.0f s "
-            "(%d similar messages suppressed)", reason, detail, mode, self._probe_interval, self._held_back,
-        )  # fmt: skip
-        self._held_back = 0
-
-    def _recovered(self) -> None:
-        if self._failure is None:
-            return
-        self._failure = None
-        self._metrics.store_shared(True)
-        log.info("rate-limit store available again; budgets are shared across replicas")
 
     async def _flush_forever(self) -> None:
         while True:
