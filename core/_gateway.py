@@ -136,15 +136,18 @@ class Gateway:
             self._limiter.settle(ticket, completion.usage.total_tokens)
 
     async def _admit(self, tenant: str, messages: Sequence[ChatMessage]) -> Ticket | None:
-        """Hold the request's estimate against the tenant's limits (prompt + the largest
-        MaxResponseTokens, at most the context), or raise RateLimited. Big prompts are counted in
-        a worker thread; the count is remembered for truncation, so it never runs on the loop."""
+        """Hold the request's estimate against the tenant's limits, or raise RateLimited: prompt +
+        MaxResponseTokens of its own instance (else the largest), at most the context. Big prompts
+        are counted in a worker thread and the count is remembered for truncation, so it never
+        runs on the event loop."""
         prompt = with_system_prompt(messages, self._settings.azure_openai.system_prompt)
         if self._limiter is None or not self._limiter.limits(tenant).limited:
             if byte_bound(prompt) > OFF_LOOP_BYTES:
                 await count_prompt_async(prompt)
             return None
-        reply = max((u.settings.max_response_tokens for u in self._upstreams.values()), default=0)
+        own = self._settings.service_named(self._settings.tenant_azure_openai_mappings.get(tenant, ""))
+        reply = own[1].max_response_tokens if own else max(
+            (u.settings.max_response_tokens for u in self._upstreams.values()), default=0)
         context = self._settings.chat_completions_options.max_tokens or DEFAULT_CONTEXT_TOKENS
         try:
             estimate = min(await count_prompt_async(prompt) + reply, max(context, reply))
