@@ -174,7 +174,10 @@ class Limiter:
             left = _budget(limits)
         else:
             self._roll(state, self._window.bucket_at(self._clock()))
-            left = state.room + state.slice
+            left = state.room + state.slice  # + what this replica owes back (it will be free again)
+            for (source, _), amount in state.owed.items():
+                if source == state.source:
+                    left += amount
         budget = Budget(
             limits.tokens.amount if limits.tokens else None,
             min(left.tokens, limits.tokens.amount) if limits.tokens else None,

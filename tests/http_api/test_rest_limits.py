@@ -80,7 +80,7 @@ async def test_disconnects_and_upstream_failures_give_the_estimate_back(tmp_path
             held = remaining(response)  # the estimate is held while the stream runs
             async for _ in response.aiter_bytes():
                 break  # the caller hangs up after the first delta
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.5)  # the gateway notices at its next write (30 ms per token)
         stack.alpha.set_fault(status=500, count=1)
         failed = await stack.client.post("/openai/chat?tenant=contoso", json=QUESTION)
         after = await stack.client.post("/openai/chat?tenant=contoso", json=QUESTION)
