@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol, TypeVar
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -64,6 +65,7 @@ class Gateway:
         self._store = store
         self._background = tuple(background)
         self._limiter = limiter
+        self._counting = ThreadPoolExecutor(1, thread_name_prefix="token-count")  # big prompts, one at a time
         self._started = False
 
     @property
@@ -143,14 +145,14 @@ class Gateway:
         prompt = with_system_prompt(messages, self._settings.azure_openai.system_prompt)
         if self._limiter is None or not self._limiter.limits(tenant).limited:
             if byte_bound(prompt) > OFF_LOOP_BYTES:
-                await count_prompt_async(prompt)
+                await count_prompt_async(prompt, self._counting)
             return None
         own = self._settings.service_named(self._settings.tenant_azure_openai_mappings.get(tenant, ""))
         reply = own[1].max_response_tokens if own else max(
             (u.settings.max_response_tokens for u in self._upstreams.values()), default=0)
         context = self._settings.chat_completions_options.max_tokens or DEFAULT_CONTEXT_TOKENS
         try:
-            estimate = min(await count_prompt_async(prompt) + reply, max(context, reply))
+            estimate = min(await count_prompt_async(prompt, self._counting) + reply, max(context, reply))
             return await self._limiter.admit(tenant, estimate)
         except GatewayError as exc:
             exc.budget = exc.budget or self.budget(tenant)
@@ -177,6 +179,7 @@ class Gateway:
         if self._limiter is not None:
             await self._limiter.aclose()
         await asyncio.gather(*(u.aclose() for u in self._upstreams.values()))
+        self._counting.shutdown(wait=False, cancel_futures=True)
         await self._store.aclose()
 
     async def _with_failover(
