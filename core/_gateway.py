@@ -140,8 +140,8 @@ class Gateway:
     async def _admit(self, tenant: str, messages: Sequence[ChatMessage]) -> Ticket | None:
         """Hold the request's estimate against the tenant's limits, or raise RateLimited: prompt +
         MaxResponseTokens of its own instance (else the largest), at most the context. Big prompts
-        are counted in a worker thread and the count is remembered for truncation, so it never
-        runs on the event loop."""
+        (of any tenant) are counted on the counting thread, and the count is remembered for
+        truncation, so it never runs on the event loop."""
         prompt = with_system_prompt(messages, self._settings.azure_openai.system_prompt)
         if self._limiter is None or not self._limiter.limits(tenant).limited:
             if byte_bound(prompt) > OFF_LOOP_BYTES:
