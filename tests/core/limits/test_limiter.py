@@ -296,3 +296,15 @@ def test_remaining_budget_and_refusals_are_metrics():
     assert registry.get_sample_value("gateway_rate_limit_remaining", {"tenant_name": "acme", "limit": "tokens"}) == 400
     assert registry.get_sample_value("gateway_rate_limited_requests_total",
                                      {"tenant_name": "acme", "limit": "tokens"}) == 1
+
+
+def test_the_memory_store_keeps_a_bounded_number_of_tenants():
+    store = MemoryBudgetStore(max_rows=2)
+    grant = Exchange(SlidingWindow(10, 10), Tally(100, 0), 5, Tally(60, 0), Tally(60, 0))
+
+    async def run() -> list[str | None]:
+        for tenant in ("a", "b", "a", "c"):  # b is the least recently updated when c arrives
+            await store.update(tenant, grant)
+        return [(await store.update(t, grant)).refused for t in ("a", "c", "b")]
+
+    assert asyncio.run(run()) == ["tokens", "tokens", None]  # a and c kept their grants; b was dropped
