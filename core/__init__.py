@@ -16,13 +16,14 @@ from ._errors import (
     UpstreamUnavailable,
 )
 from ._gateway import ChatStream, Gateway
-from ._values import ChatMessage, Completion, Usage
+from ._values import Budget, ChatMessage, Completion, Usage
 from .access import Credentials, resolve_tenant
 from .config import SecretSource, Settings, load_settings
 from .state import MemoryStateStore, StateStore
 
 __all__ = [
     "AuthUnavailable",
+    "Budget",
     "ChatMessage",
     "ChatStream",
     "Completion",

@@ -19,9 +19,10 @@ from .access import (
     normalise_tenant,
     parse_hashes,
 )
-from .config import AuthSettings, ServiceSettings, Settings
+from .config import AuthSettings, LimitsSettings, ServiceSettings, Settings, TenantLimitSettings
+from .limits import BudgetStore, Limit, Limiter, LimitPolicy, MemoryBudgetStore, TenantLimits
 from .state import MemoryStateStore, StateStore, TableLocation
-from .telemetry import GatewayMetrics
+from .telemetry import GatewayMetrics, RateLimitMetrics
 from .upstream import TokenProvider, Upstream
 
 log = logging.getLogger("core.build")
@@ -56,8 +57,9 @@ def build_gateway(
     store = state_store if state_store is not None else build_state_store(settings, registry=registry)
     router = Router(tuple(upstreams), mappings, store)
     warm_up()
+    limiter = build_limiter(settings, RateLimitMetrics(registry, metrics.tokens.tenant_label))
     return Gateway(settings, upstreams, router, metrics, registry, store, _background(settings, registry),
-                   authenticator=_authenticator(settings.auth, keys))
+                   authenticator=_authenticator(settings.auth, keys), limiter=limiter)
 
 
 def _authenticator(auth: AuthSettings, keys: KeyRing) -> Authenticator:
@@ -170,3 +172,32 @@ def _background(settings: Settings, registry: CollectorRegistry) -> tuple[Backgr
     from .telemetry._remote_write import RemoteWritePusher
 
     return (RemoteWritePusher(settings.remote_write, registry),)
+
+
+def limit_policy(limits: LimitsSettings) -> LimitPolicy:
+    """``Limits:Tenants:<tenant>`` and ``Limits:Default`` as budgets per ``Limits:WindowSeconds``."""
+
+    def tenant(values: TenantLimitSettings) -> TenantLimits:
+        window = limits.window_seconds
+        return TenantLimits(Limit.per_minute(values.tokens_per_minute, window),
+                            Limit.per_minute(values.requests_per_minute, window))
+
+    return LimitPolicy({name: tenant(v) for name, v in limits.tenants.items()}, tenant(limits.default),
+                       limits.window_seconds)
+
+
+def build_limiter(settings: Settings, metrics: RateLimitMetrics) -> Limiter | None:
+    """The limiter when any tenant is limited, its budgets shared through the state store's table
+    (``StateStore:Type`` = ``table``) or kept in this process (``memory``); no network I/O."""
+    policy = limit_policy(settings.limits)
+    if not policy.any_limited:
+        return None
+    store: BudgetStore = MemoryBudgetStore()
+    if settings.state_store.type == "table":
+        from .limits._table import TableBudgetStore
+        from .state._table import open_table
+
+        client, credential = open_table(table_location(settings, settings.state_store.table_name))
+        store = TableBudgetStore(client, credential=credential)
+    return Limiter(policy, store, metrics=metrics, on_store_failure=settings.limits.on_store_failure,
+                   timeout_seconds=settings.state_store.timeout_ms / 1000)

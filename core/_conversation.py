@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ._errors import InvalidRequest
-from ._tokens import count_message, count_prompt
+from ._tokens import byte_bound, count_message, count_prompt
 from ._values import ChatMessage, Role
 
 ROLES: frozenset[str] = frozenset({"system", "user", "assistant"})
@@ -67,11 +67,6 @@ def with_system_prompt(messages: Sequence[ChatMessage], prompt: str) -> tuple[Ch
     return (ChatMessage("system", prompt), *messages)
 
 
-def _upper_bound(messages: Sequence[ChatMessage]) -> int:
-    """A cheap bound on the prompt's tokens: a BPE token is at least one byte (no tokenizer run)."""
-    return sum(3 + len(m.role) + len(m.content.encode("utf-8")) for m in messages) + 3
-
-
 def truncate(messages: Sequence[ChatMessage], budget: int) -> tuple[ChatMessage, ...]:
     """Drop the oldest history until the prompt fits ``budget`` tokens.
 
@@ -79,7 +74,7 @@ def truncate(messages: Sequence[ChatMessage], budget: int) -> tuple[ChatMessage,
     the caller gets a 400 that says by how much (the C# sample loops forever there).
     """
     kept = list(messages)
-    if _upper_bound(kept) <= budget or count_prompt(kept) <= budget:
+    if byte_bound(kept) <= budget or count_prompt(kept) <= budget:
         return tuple(kept)
     last_user = max(i for i, m in enumerate(kept) if m.role == "user")
     pinned = {i for i, m in enumerate(kept) if m.role == "system"} | {last_user}

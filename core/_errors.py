@@ -19,6 +19,8 @@ these classes to HTTP status / gRPC status code.
 
 from __future__ import annotations
 
+from ._values import Budget
+
 
 class GatewayError(Exception):
     """Base class. ``detail`` is a sentence a person can act on.
@@ -29,6 +31,9 @@ class GatewayError(Exception):
 
     title = "Gateway error"
     retry_after: float | None = None
+    # The remaining budget of a limited tenant, set by the gateway on errors of its requests so
+    # that hosts send the x-ratelimit-* headers with every answer, refusals included.
+    budget: Budget | None = None
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail)

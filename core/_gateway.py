@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol, TypeVar
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -18,10 +21,11 @@ from ._errors import (
     UpstreamUnavailable,
 )
 from ._routing import Router
-from ._tokens import count_prompt, count_text
-from ._values import ChatMessage, Completion, Method, Usage
+from ._tokens import OFF_LOOP_BYTES, byte_bound, count_prompt, count_prompt_async, count_text
+from ._values import Budget, ChatMessage, Completion, Method, Usage
 from .access import Authenticator, Credentials
 from .config import Settings
+from .limits import Limiter, Ticket
 from .state import StateStore
 from .telemetry import GatewayMetrics
 from .upstream import Upstream, UpstreamStream
@@ -54,6 +58,7 @@ class Gateway:
         background: Sequence[Background] = (),
         *,
         authenticator: Authenticator | None = None,
+        limiter: Limiter | None = None,
     ) -> None:
         self._settings = settings
         self._registry = registry
@@ -63,6 +68,8 @@ class Gateway:
         self._store = store
         self._background = tuple(background)
         self._authenticator = authenticator or Authenticator()
+        self._limiter = limiter
+        self._counting = ThreadPoolExecutor(1, thread_name_prefix="token-count")  # big prompts, one at a time
         self._started = False
 
     @property
@@ -95,6 +102,8 @@ class Gateway:
         self._started = True
         for task in self._background:
             await task.start()
+        if self._limiter is not None:
+            await self._limiter.start()
 
     async def authenticate(self, credentials: Credentials) -> str:
         """The request's tenant under ``Auth:Mode`` (see ``core.access``); raises
@@ -114,26 +123,77 @@ class Gateway:
             usage = reply.usage or Usage(count_prompt(prompt), count_text(reply.text))
             return Completion(reply.text, upstream.name, usage, reply.usage is not None)
 
-        completion = await self._with_failover(tenant, messages, call)
-        self._bill(tenant, "chat", completion)
-        return completion
+        ticket = await self._admit(tenant, messages)
+        with self._refund_on_failure(tenant, ticket):
+            completion = await self._with_failover(tenant, messages, call)
+        self._bill(tenant, "chat", completion, ticket)
+        return dataclasses.replace(completion, budget=self.budget(tenant))
 
     async def open_stream(self, tenant: str, messages: Sequence[ChatMessage]) -> ChatStream:
         async def call(upstream: Upstream, prompt: tuple[ChatMessage, ...], retry: bool) -> ChatStream:
             stream = await upstream.open_stream(prompt, retry=retry)
-            return ChatStream(upstream.name, prompt, stream, lambda done: self._bill(tenant, "stream", done))
+            return ChatStream(upstream.name, prompt, stream, lambda done: self._bill(tenant, "stream", done, ticket))
 
-        return await self._with_failover(tenant, messages, call)
+        ticket = await self._admit(tenant, messages)
+        with self._refund_on_failure(tenant, ticket):
+            opened = await self._with_failover(tenant, messages, call)
+        opened.budget = self.budget(tenant)
+        return opened
 
-    def _bill(self, tenant: str, method: Method, completion: Completion) -> None:
-        """The one place a finished chat or stream is accounted for."""
+    def budget(self, tenant: str) -> Budget | None:
+        """What ``tenant`` may still use in the current window; None when it has no limits."""
+        return self._limiter.budget(tenant) if self._limiter is not None else None
+
+    def _bill(self, tenant: str, method: Method, completion: Completion, ticket: Ticket | None) -> None:
+        """The one place a finished chat or stream is accounted for (metrics, then its limits)."""
         self._metrics.tokens.record(completion.instance, tenant, method, completion.usage)
+        if self._limiter is not None:
+            self._limiter.settle(ticket, completion.usage.total_tokens)
+
+    async def _admit(self, tenant: str, messages: Sequence[ChatMessage]) -> Ticket | None:
+        """Hold the request's estimate against the tenant's limits, or raise RateLimited: prompt +
+        MaxResponseTokens of its own instance (else the largest), at most the context. Big prompts
+        (of any tenant) are counted on the counting thread, and the count is remembered for
+        truncation, so it never runs on the event loop."""
+        prompt = with_system_prompt(messages, self._settings.azure_openai.system_prompt)
+        if self._limiter is None or not self._limiter.limits(tenant).limited:
+            if byte_bound(prompt) > OFF_LOOP_BYTES:
+                await count_prompt_async(prompt, self._counting)
+            return None
+        own = self._settings.service_named(self._settings.tenant_azure_openai_mappings.get(tenant, ""))
+        reply = own[1].max_response_tokens if own else max(
+            (u.settings.max_response_tokens for u in self._upstreams.values()), default=0)
+        context = self._settings.chat_completions_options.max_tokens or DEFAULT_CONTEXT_TOKENS
+        try:
+            estimate = min(await count_prompt_async(prompt, self._counting) + reply, max(context, reply))
+            return await self._limiter.admit(tenant, estimate)
+        except GatewayError as exc:
+            exc.budget = exc.budget or self.budget(tenant)
+            raise
+
+    @contextlib.contextmanager
+    def _refund_on_failure(self, tenant: str, ticket: Ticket | None) -> Iterator[None]:
+        """A request that fails gives its estimate back (kept when the upstream may have worked:
+        timeouts, callers gone); its error carries the tenant's budget for the hosts' headers."""
+        try:
+            yield
+        except UpstreamTimeout as exc:
+            exc.budget = self.budget(tenant)
+            raise
+        except GatewayError as exc:
+            if self._limiter is not None and ticket is not None:
+                self._limiter.release(ticket)
+            exc.budget = self.budget(tenant)
+            raise
 
     async def aclose(self) -> None:
         for task in self._background:
             await task.aclose()
+        if self._limiter is not None:
+            await self._limiter.aclose()
         await asyncio.gather(*(u.aclose() for u in self._upstreams.values()))
         await self._authenticator.aclose()
+        self._counting.shutdown(wait=False, cancel_futures=True)
         await self._store.aclose()
 
     async def _with_failover(
@@ -197,6 +257,7 @@ class ChatStream:
     ) -> None:
         self.instance = instance
         self.completion: Completion | None = None
+        self.budget: Budget | None = None  # the tenant's remaining budget, when it has limits
         self._on_finish = on_finish
         self._prompt = prompt
         self._upstream = upstream
@@ -227,5 +288,5 @@ class ChatStream:
             return
         text = "".join(self._parts)
         usage = self._usage or Usage(count_prompt(self._prompt), count_text(text))
-        self.completion = Completion(text, self.instance, usage, self._usage is not None)
+        self.completion = Completion(text, self.instance, usage, self._usage is not None, self.budget)
         self._on_finish(self.completion)

@@ -69,13 +69,14 @@ async def _internal(context: grpc.aio.ServicerContext, method: str) -> NoReturn:
 
 
 def _usage_trailers(completion: Completion) -> tuple[tuple[str, str], ...]:
-    """What REST sends as X-Gateway-Instance / X-*-Tokens headers, as trailing metadata."""
+    """What REST sends as X-Gateway-Instance / X-*-Tokens / x-ratelimit-* headers, as trailing metadata."""
     usage = completion.usage
     return (
         ("x-gateway-instance", completion.instance),
         ("x-prompt-tokens", str(usage.prompt_tokens)),
         ("x-completion-tokens", str(usage.completion_tokens)),
         ("x-total-tokens", str(usage.total_tokens)),
+        *(completion.budget.headers() if completion.budget else ()),
     )
 
 

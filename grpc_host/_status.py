@@ -65,4 +65,6 @@ def failure_for(error: GatewayError) -> RpcFailure:
             ("retry-after", str(math.ceil(retry_after))),
             ("retry-after-ms", str(math.ceil(retry_after * 1000))),
         )
+    if error.budget is not None:  # a limited tenant: OpenAI's x-ratelimit-* names
+        trailers += error.budget.headers()
     return RpcFailure(code, error.detail, trailers)

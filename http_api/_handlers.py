@@ -71,6 +71,7 @@ class RestHandlers:
                     "X-Prompt-Tokens": str(usage.prompt_tokens),
                     "X-Completion-Tokens": str(usage.completion_tokens),
                     "X-Total-Tokens": str(usage.total_tokens),
+                    **dict(completion.budget.headers() if completion.budget else ()),
                 },
             )
 
@@ -91,7 +92,7 @@ class RestHandlers:
             _observed(body, stream, gateway, started, sse=sse),
             media_type="text/event-stream" if sse else "application/json; charset=utf-8",
             headers={"X-Gateway-Instance": stream.instance, "Cache-Control": "no-cache",
-                     "X-Accel-Buffering": "no"},
+                     "X-Accel-Buffering": "no", **dict(stream.budget.headers() if stream.budget else ())},
         )
 
     async def metrics(self, request: Request) -> Response:

@@ -58,4 +58,6 @@ def problem_for(error: GatewayError, *, instance: str = "") -> Response:
         headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
     if error.retry_after is not None:
         headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
+    if error.budget is not None:  # a limited tenant: OpenAI's x-ratelimit-* headers
+        headers.update(error.budget.headers())
     return problem(status, error.title, error.detail, instance=instance, headers=headers)

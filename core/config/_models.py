@@ -240,6 +240,33 @@ class AuthSettings(_Section):
     @property
     def modes(self) -> frozenset[str]:
         return frozenset() if self.mode == "none" else frozenset(self.mode.split(","))
+class TenantLimitSettings(_Section):
+    """``Limits:Tenants:<tenant>`` and ``Limits:Default``: 0 or absent = unlimited.
+
+    Issue 14 adds ``TokensPerDay`` / ``TokensPerMonth`` here; unknown keys are ignored until then.
+    """
+
+    tokens_per_minute: int = Field(default=0, ge=0)
+    requests_per_minute: int = Field(default=0, ge=0)
+
+
+class LimitsSettings(_Section):
+    """``Limits:*`` — per-tenant budgets shared by every replica (docs/limits.md)."""
+
+    tenants: dict[str, TenantLimitSettings] = Field(default_factory=dict)
+    default: TenantLimitSettings = Field(default_factory=TenantLimitSettings)
+    window_seconds: int = Field(default=60, ge=1, le=3600)
+    on_store_failure: Literal["allow", "deny"] = "allow"
+
+    @field_validator("on_store_failure", mode="before")
+    @classmethod
+    def _lower_mode(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("tenants", mode="after")
+    @classmethod
+    def _normalise_tenants(cls, value: dict[str, TenantLimitSettings]) -> dict[str, TenantLimitSettings]:
+        return {k.strip().lower(): v for k, v in value.items()}
 
 
 class Settings(_Section):
@@ -252,6 +279,7 @@ class Settings(_Section):
     state_store: StateStoreSettings = Field(default_factory=StateStoreSettings)
     remote_write: RemoteWriteSettings = Field(default_factory=RemoteWriteSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)
     azure_web_jobs_storage: StorageConnectionSettings = Field(
         default_factory=StorageConnectionSettings
     )

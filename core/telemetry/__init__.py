@@ -1,5 +1,5 @@
 """Token and request metrics (Prometheus); remote write lives in ``_remote_write``."""
 
-from ._metrics import GatewayMetrics, TokenCollector
+from ._metrics import GatewayMetrics, RateLimitMetrics, TokenCollector
 
-__all__ = ["GatewayMetrics", "TokenCollector"]
+__all__ = ["GatewayMetrics", "RateLimitMetrics", "TokenCollector"]

@@ -12,10 +12,10 @@ exactly the exposed names dashboards query:
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -23,7 +23,7 @@ from prometheus_client.metrics_core import (
     Metric,
 )
 
-from .._values import Method, Usage
+from .._values import Budget, Method, Usage
 from ..config import HistogramSettings, PrometheusSettings
 
 LABELS = ("openai_name", "tenant_name", "method_name")
@@ -160,3 +160,47 @@ class GatewayMetrics:
     def observe_request(self, route: str, status: int | str, seconds: float) -> None:
         self.requests.labels(route, str(status)).inc()
         self.latency.labels(route).observe(seconds)
+
+
+class RateLimitMetrics:
+    """``gateway_rate_limited_requests_total{tenant_name,limit}`` (limit = tokens | requests | store),
+    ``gateway_rate_limit_remaining{tenant_name,limit}`` (tokens | requests left in the window, as
+    last seen by this replica), ``gateway_rate_limit_store_failures_total{reason}`` and
+    ``gateway_rate_limit_store_shared`` (0 while budgets are kept per replica or refused)."""
+
+    def __init__(self, registry: CollectorRegistry, tenant_label: Callable[[str], str]) -> None:
+        self._label = tenant_label
+        self._refused = Counter(
+            "gateway_rate_limited_requests", "Requests refused by a tenant limit, by tenant and limit.",
+            ("tenant_name", "limit"), registry=registry,
+        )
+        self._remaining = Gauge(
+            "gateway_rate_limit_remaining", "Budget a limited tenant has left in the current window.",
+            ("tenant_name", "limit"), registry=registry,
+        )
+        self._failures = Counter(
+            "gateway_rate_limit_store_failures", "Failed exchanges with the shared rate-limit store, by reason.",
+            ("reason",), registry=registry,
+        )
+        self._shared = Gauge(
+            "gateway_rate_limit_store_shared",
+            "1 while tenant budgets are shared through the store, 0 while it is unavailable",
+            registry=registry,
+        )
+        self._shared.set(1)
+
+    def refused(self, tenant: str, limit: str) -> None:
+        self._refused.labels(self._label(tenant), limit).inc()
+
+    def remaining(self, tenant: str, budget: Budget) -> None:
+        label = self._label(tenant)
+        if budget.remaining_tokens is not None:
+            self._remaining.labels(label, "tokens").set(max(0, budget.remaining_tokens))
+        if budget.remaining_requests is not None:
+            self._remaining.labels(label, "requests").set(max(0, budget.remaining_requests))
+
+    def store_failed(self, reason: str) -> None:
+        self._failures.labels(reason).inc()
+
+    def store_shared(self, shared: bool) -> None:
+        self._shared.set(1 if shared else 0)

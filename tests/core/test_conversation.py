@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from core import ChatMessage, InvalidRequest
-from core._conversation import _upper_bound, truncate
-from core._tokens import count_prompt
+from core._conversation import truncate
+from core._tokens import byte_bound, count_prompt
 
 SYSTEM = ChatMessage("system", "Be brief.")
 
@@ -14,7 +14,7 @@ SYSTEM = ChatMessage("system", "Be brief.")
 @pytest.mark.parametrize("text", ["hello", "Milan " * 50, "naïve café ☕ 東京 " * 20, "a1!" * 100, ""])
 def test_byte_bound_is_never_below_the_tokenizer_count(text):
     messages = [SYSTEM, ChatMessage("user", text or "x")]
-    assert _upper_bound(messages) >= count_prompt(messages)
+    assert byte_bound(messages) >= count_prompt(messages)
 
 
 def test_oldest_history_goes_first_and_system_plus_last_user_stay():
