@@ -10,6 +10,7 @@ from ._errors import (
     RateLimited,
     Unauthenticated,
     UpstreamError,
+    UpstreamMisconfigured,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "StateStore",
     "Unauthenticated",
     "UpstreamError",
+    "UpstreamMisconfigured",
     "UpstreamTimeout",
     "UpstreamUnavailable",
     "Usage",

@@ -4,19 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from typing import Protocol, TypeVar
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from ._conversation import parse_conversation, truncate, with_system_prompt
-from ._errors import (
-    GatewayError,
-    RateLimited,
-    UpstreamError,
-    UpstreamTimeout,
-    UpstreamUnavailable,
-)
+from ._conversation import parse_conversation
+from ._failover import Failover
+from ._health import Health
 from ._routing import Router
 from ._tokens import count_prompt, count_text
 from ._values import ChatMessage, Completion, Method, Usage
@@ -26,9 +21,6 @@ from .telemetry import GatewayMetrics
 from .upstream import Upstream, UpstreamStream
 
 log = logging.getLogger("core.gateway")
-
-DEFAULT_CONTEXT_TOKENS = 4096  # the C# sample's default when ChatCompletionsOptions:MaxTokens is unset
-T = TypeVar("T")
 
 
 class Background(Protocol):
@@ -51,12 +43,17 @@ class Gateway:
         registry: CollectorRegistry,
         store: StateStore,
         background: Sequence[Background] = (),
+        *,
+        health: Health,
     ) -> None:
         self._settings = settings
         self._registry = registry
         self._metrics = metrics
         self._upstreams = dict(upstreams)
         self._router = router
+        self._health = health
+        self._failover = Failover(settings, self._upstreams, router, health, metrics, self._bill)
+        metrics.watch_instances(lambda: {n: health.state(n) for n in health.names})
         self._store = store
         self._background = tuple(background)
         self._started = False
@@ -96,79 +93,32 @@ class Gateway:
         return f"tenant: {tenant} value: {value}"
 
     async def chat(self, tenant: str, messages: Sequence[ChatMessage]) -> Completion:
-        async def call(upstream: Upstream, prompt: tuple[ChatMessage, ...], retry: bool) -> Completion:
-            reply = await upstream.complete(prompt, retry=retry)
+        async def call(upstream: Upstream, prompt: tuple[ChatMessage, ...]) -> Completion:
+            reply = await upstream.complete(prompt)
             usage = reply.usage or Usage(count_prompt(prompt), count_text(reply.text))
             return Completion(reply.text, upstream.name, usage, reply.usage is not None)
 
-        completion = await self._with_failover(tenant, messages, call)
+        completion = await self._failover.run(tenant, "chat", messages, call)
         self._bill(tenant, "chat", completion)
         return completion
 
     async def open_stream(self, tenant: str, messages: Sequence[ChatMessage]) -> ChatStream:
-        async def call(upstream: Upstream, prompt: tuple[ChatMessage, ...], retry: bool) -> ChatStream:
-            stream = await upstream.open_stream(prompt, retry=retry)
+        async def call(upstream: Upstream, prompt: tuple[ChatMessage, ...]) -> ChatStream:
+            stream = await upstream.open_stream(prompt)
             return ChatStream(upstream.name, prompt, stream, lambda done: self._bill(tenant, "stream", done))
 
-        return await self._with_failover(tenant, messages, call)
+        return await self._failover.run(tenant, "stream", messages, call)
 
     def _bill(self, tenant: str, method: Method, completion: Completion) -> None:
-        """The one place a finished chat or stream is accounted for."""
-        self._metrics.tokens.record(completion.instance, tenant, method, completion.usage)
+        """The one place a finished chat or stream (or a timed-out call's prompt) is accounted for;
+        ``completion.usage_reported`` says whether Azure counted the tokens or the gateway did."""
+        self._metrics.record(completion.instance, tenant, method, completion.usage, completion.usage_reported)
 
     async def aclose(self) -> None:
         for task in self._background:
             await task.aclose()
         await asyncio.gather(*(u.aclose() for u in self._upstreams.values()))
         await self._store.aclose()
-
-    async def _with_failover(
-        self,
-        tenant: str,
-        messages: Sequence[ChatMessage],
-        call: Callable[[Upstream, tuple[ChatMessage, ...], bool], Awaitable[T]],
-    ) -> T:
-        candidates = await self._router.candidates(tenant)
-        if not candidates:
-            raise UpstreamUnavailable(
-                "no Azure OpenAI instance is configured; set AzureOpenAI:Services:<Name>:Endpoint"
-            )
-        with_prompt = with_system_prompt(messages, self._settings.azure_openai.system_prompt)
-        context = self._settings.chat_completions_options.max_tokens or DEFAULT_CONTEXT_TOKENS
-        prompts: dict[int, tuple[ChatMessage, ...]] = {}  # by budget: truncate once per budget
-        last: GatewayError | None = None
-        for position, name in enumerate(candidates):
-            upstream = self._upstreams.get(name)
-            if upstream is None:
-                raise UpstreamUnavailable(
-                    f"tenant '{tenant}' is mapped to instance '{name}', which has no endpoint or "
-                    "credentials configured"
-                )
-            budget = context - upstream.settings.max_response_tokens
-            if budget not in prompts:
-                prompts[budget] = truncate(with_prompt, budget)
-            prompt = prompts[budget]
-            is_last = position == len(candidates) - 1
-            try:
-                return await call(upstream, prompt, is_last)
-            except (RateLimited, UpstreamUnavailable) as exc:
-                self._note_failure(name, exc)
-                last = exc
-            except UpstreamTimeout:
-                self._metrics.upstream_failures.labels(name.lower(), "timeout").inc()
-                raise  # the upstream may have done the work: never run it twice
-            except UpstreamError as exc:
-                self._note_failure(name, exc)
-                last = exc
-        assert last is not None
-        raise last
-
-    def _note_failure(self, name: str, exc: GatewayError) -> None:
-        reason = type(exc).__name__.lower()
-        self._metrics.upstream_failures.labels(name.lower(), reason).inc()
-        wait = exc.retry_after
-        self._router.cool_down(name, wait if wait is not None else self._settings.gateway.unhealthy_cooldown_seconds)
-        log.warning("instance %s failed (%s); trying the next one if any", name, reason)
 
 
 class ChatStream:

@@ -71,6 +71,7 @@ def _usage_trailers(completion: Completion) -> tuple[tuple[str, str], ...]:
         ("x-prompt-tokens", str(usage.prompt_tokens)),
         ("x-completion-tokens", str(usage.completion_tokens)),
         ("x-total-tokens", str(usage.total_tokens)),
+        ("x-usage-source", "reported" if completion.usage_reported else "estimated"),
     )
 
 
