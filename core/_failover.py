@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import TypeVar
 
 from ._conversation import truncate, with_system_prompt
@@ -38,7 +38,7 @@ from ._tokens import count_prompt
 from ._values import ChatMessage, Completion, Method, Usage
 from .config import Settings
 from .telemetry import GatewayMetrics
-from .upstream import Upstream
+from .upstream import StreamEvent, Upstream, UpstreamStream
 
 log = logging.getLogger("core.failover")
 
@@ -151,6 +151,17 @@ class Failover:
                         self._gateway.circuit_breaker.failures)
         self._bill(tenant, method, Completion("", name, Usage(count_prompt(prompt), 0), False))
 
+    def watch(self, name: str, stream: UpstreamStream) -> UpstreamStream:
+        """``stream``, reporting a failure after the first byte (a stall, a drop) to the breaker."""
+        return _WatchedStream(stream, lambda exc: self._broke_mid_stream(name, exc))
+
+    def _broke_mid_stream(self, name: str, exc: UpstreamError) -> None:
+        reason = "timeout" if isinstance(exc, UpstreamTimeout) else "stream"
+        self._metrics.upstream_failures.labels(name.lower(), reason).inc()
+        if self._health.failed(name):
+            log.warning("instance %s: circuit opened after %d failures (mid-stream)", name,
+                        self._gateway.circuit_breaker.failures)
+
     def _cooldown(self, asked: float | None) -> float:
         seconds = self._gateway.unhealthy_cooldown_seconds if asked is None else asked
         return min(seconds, self._gateway.max_cooldown_seconds)
@@ -189,3 +200,20 @@ class Failover:
             return last
         return UpstreamUnavailable(f"no Azure OpenAI instance can serve tenant '{tenant}' now ({summary})",
                                    soonest)
+
+
+class _WatchedStream:
+    def __init__(self, stream: UpstreamStream, on_failure: Callable[[UpstreamError], None]) -> None:
+        self._stream = stream
+        self._on_failure = on_failure
+
+    async def __aiter__(self) -> AsyncIterator[StreamEvent]:
+        try:
+            async for event in self._stream:
+                yield event
+        except UpstreamError as exc:
+            self._on_failure(exc)
+            raise
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()

@@ -104,7 +104,7 @@ class Gateway:
 
     async def open_stream(self, tenant: str, messages: Sequence[ChatMessage]) -> ChatStream:
         async def call(upstream: Upstream, prompt: tuple[ChatMessage, ...]) -> ChatStream:
-            stream = await upstream.open_stream(prompt)
+            stream = self._failover.watch(upstream.name, await upstream.open_stream(prompt))
             return ChatStream(upstream.name, prompt, stream, lambda done: self._bill(tenant, "stream", done))
 
         return await self._failover.run(tenant, "stream", messages, call)

@@ -198,9 +198,13 @@ async def test_stalled_stream_ends_in_504(tmp_path):
         response = await stack.client.post("/openai/stream?tenant=contoso", json=QUESTION,
                                            headers={"Accept": "text/event-stream"})
         elapsed = time.perf_counter() - started
+        metrics = await stack.metrics()
     assert response.status_code == 200  # the headers were out before the upstream stalled
     assert "event: error" in response.text and '"status":504' in response.text
     assert elapsed < 2.0
+    assert sample(metrics, "gateway_upstream_failures_total", openai_name="alphaopenai", reason="timeout") == 1
+    assert sample(metrics, "gateway_tokens_by_source_total", openai_name="alphaopenai", tenant_name="contoso",
+                  method_name="stream", usage_source="estimated") > 0  # billed, though it never finished
 
 
 async def test_usage_source_is_marked_in_headers_and_sse(tmp_path):
