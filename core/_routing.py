@@ -74,15 +74,15 @@ class Router:
         own = self._mappings.get(tenant)
         if own is not None:
             return (own,) if own in self._instances and self._health.available(own) else ()
-        available = self._health.available
-        groups = [[n for n in cycle if available(n)] for cycle in self._groups]
+        available = {n: self._health.available(n) for n in self._instances}  # once per instance
+        groups = [[n for n in cycle if available[n]] for cycle in self._groups]
         groups = [g for g in groups if g]
         if not groups:
             return ()
         slot = await self._store.next_slot(POOL)
         first = groups[0]
         start = slot % len(first)
-        ordered: list[str] = []
-        for group in (first[start:] + first[:start], *groups[1:]):
-            ordered.extend(n for n in group if n not in ordered)
+        ordered = dict.fromkeys(first[start:] + first[:start])  # in order, each name once
+        for group in groups[1:]:
+            ordered.update(dict.fromkeys(group))
         return tuple(ordered)
