@@ -45,7 +45,7 @@ class FaultSpec:
     - ``delay_ms``: wait this long before handling the request (combinable with the others).
     - ``drop``: close the connection without a response; for streamed requests with
       ``drop_after_chunks`` = k, close it after k SSE events.
-    - ``retry_style``: the headers of an injected 429 (and 503): ``both`` (``retry-after-ms`` and
+    - ``retry_style``: the headers of an injected 429: ``both`` (``retry-after-ms`` and
       ``retry-after`` seconds, as Azure OpenAI), ``ms``, ``seconds``, ``date`` (``Retry-After`` as an
       HTTP date) or ``reset`` (only ``x-ratelimit-reset-requests``/``-tokens``).
     - ``stall_ms``: stop sending for this long; streamed requests first send ``stall_after_chunks``
