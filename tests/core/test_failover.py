@@ -110,6 +110,19 @@ async def test_pinned_tenant_waits_for_a_short_cooldown_within_max_wait_then_suc
     assert sample(metrics, "gateway_upstream_retries_total", openai_name="alphaopenai") == 1
 
 
+async def test_waits_never_add_up_past_max_wait_seconds(tmp_path):
+    retry = {"AzureOpenAI": {"Services": {"AlphaOpenAI": {"MaxRetries": 5}}}}
+    async with gateway_stack(tmp_path, **FAST, **retry) as stack:
+        stack.alpha.set_fault(status=429, retry_after_ms=1200, retry_style="ms", count=2)
+        started = time.perf_counter()
+        response = await stack.client.post("/openai/chat?tenant=contoso", json=QUESTION)
+        elapsed = time.perf_counter() - started
+    # waited 1.2 s once; the second 1.2 s would end past MaxWaitSeconds (2): 429 at once instead
+    assert response.status_code == 429 and response.headers["retry-after"] == "2"
+    assert 1.1 <= elapsed < 2.0
+    assert stack.alpha.stats.status_counts.get("429") == 2
+
+
 async def test_slow_instance_times_out_at_most_failures_times_then_its_circuit_opens(tmp_path):
     services = {"AzureOpenAI": {"Services": {"AlphaOpenAI": {"TimeoutSeconds": 0.3}}}}
     async with gateway_stack(tmp_path, **FAST, **services) as stack:
