@@ -232,3 +232,12 @@ async def test_usage_source_is_marked_in_headers_and_sse(tmp_path):
     assert '"usage_source":"reported"' in sse.text
     assert any(name == "gateway_tokens_by_source_total" and ("usage_source", "reported") in labels
                for name, labels in metrics)
+
+
+async def test_streams_fail_over_before_the_first_byte(tmp_path):
+    async with gateway_stack(tmp_path, **FAST) as stack:
+        stack.alpha.set_fault(status=429, retry_after_ms=1000, retry_style="reset")
+        stack.beta.set_fault(status=503, count=1)  # one 5xx: Beta stays in rotation
+        result = await burst(stack, 40, path="/openai/stream")
+    assert result.statuses[200] >= 39 and result.failed <= 1  # only a request tried on both can fail
+    assert result.instances["BetaOpenAI"] == result.statuses[200]
