@@ -128,9 +128,8 @@ class Failover:
             self._metrics.misconfigured.labels(label, exc.setting).inc()
             reason = "misconfigured"
         else:
-            retry_after = getattr(exc, "retry_after", None)
-            if isinstance(retry_after, float):  # a 503 that says when to come back
-                seconds = self._cooldown(retry_after)
+            if exc.retry_after is not None:  # a 503 that says when to come back
+                seconds = self._cooldown(exc.retry_after)
                 self._health.cool_down(name, seconds)
                 self._metrics.cooldown_seconds.labels(label).observe(seconds)
             if self._health.failed(name):
