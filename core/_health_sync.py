@@ -17,8 +17,7 @@ import time
 from collections.abc import Callable
 
 from ._health import Deadlines, Health
-from .state import HealthBoard, HealthRecord
-from .state._table_lease import SharedStateUnavailable
+from .state import BoardUnavailable, HealthBoard, HealthRecord
 
 log = logging.getLogger("core.health_sync")
 
@@ -58,7 +57,7 @@ class HealthSync:
         await self._board.aclose()
 
     async def sync_once(self) -> None:
-        """Read, adopt, publish: one round (raises ``SharedStateUnavailable``)."""
+        """Read, adopt, publish: one round (raises :class:`BoardUnavailable`)."""
         records = {r.instance: r for r in await self._board.read()}
         offset = self._monotonic() - self._wall()  # wall time + offset = monotonic time
         for record in records.values():
@@ -74,7 +73,7 @@ class HealthSync:
         while True:
             try:
                 await self.sync_once()
-            except SharedStateUnavailable as exc:
+            except BoardUnavailable as exc:
                 now = self._monotonic()
                 if now - self._warned_at >= _LOG_EVERY_SECONDS:
                     self._warned_at = now

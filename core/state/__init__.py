@@ -3,9 +3,9 @@
 Instance health shared between replicas: the port in ``_health_port``, the Table adapter in
 ``_health_table`` (same rule)."""
 
-from ._health_port import HealthBoard, HealthRecord
+from ._health_port import BoardUnavailable, HealthBoard, HealthRecord
 from ._location import TableLocation
 from ._memory import MemoryStateStore
 from ._port import StateStore
 
-__all__ = ["HealthBoard", "HealthRecord", "MemoryStateStore", "StateStore", "TableLocation"]
+__all__ = ["BoardUnavailable", "HealthBoard", "HealthRecord", "MemoryStateStore", "StateStore", "TableLocation"]

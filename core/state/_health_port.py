@@ -19,8 +19,17 @@ class HealthRecord:
     detail: str = ""  # why it is misconfigured: a sentence naming a setting, never a secret
 
 
+class BoardUnavailable(Exception):
+    """The board could not be read or written; ``reason`` is short, ``detail`` a sentence (no secret)."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
 class HealthBoard(Protocol):
-    """Where replicas publish and read :class:`HealthRecord` values (raises ``SharedStateUnavailable``)."""
+    """Where replicas publish and read :class:`HealthRecord` values (raises :class:`BoardUnavailable`)."""
 
     async def read(self) -> list[HealthRecord]: ...
 

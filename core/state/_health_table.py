@@ -2,7 +2,7 @@
 
 PartitionKey ``%health`` (a percent-encoded pool name can never be that: ``%he`` is not an escape),
 RowKey the percent-encoded instance name. A publish is an upsert (merge) of the instance's row;
-a read is one partition query. Azure SDK errors become :class:`SharedStateUnavailable`.
+a read is one partition query. Azure SDK errors become :class:`BoardUnavailable`.
 """
 
 from __future__ import annotations
@@ -16,10 +16,9 @@ from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsE
 from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient
 
-from ._health_port import HealthRecord
+from ._health_port import BoardUnavailable, HealthRecord
 from ._location import TableLocation
 from ._table import open_table
-from ._table_lease import SharedStateUnavailable
 
 PARTITION = "%health"
 _FIELDS = ("CoolingUntil", "OpenUntil", "MisconfiguredUntil")
@@ -78,11 +77,11 @@ def _float(raw: Any) -> float:
         return 0.0
 
 
-def _unavailable(exc: AzureError) -> SharedStateUnavailable:
+def _unavailable(exc: AzureError) -> BoardUnavailable:
     if isinstance(exc, HttpResponseError):
         code = getattr(exc, "error_code", None) or "no code"
-        return SharedStateUnavailable("error", f"Table storage answered {exc.status_code} ({code})")
-    return SharedStateUnavailable("error", f"Table storage unreachable ({type(exc).__name__})")
+        return BoardUnavailable("error", f"Table storage answered {exc.status_code} ({code})")
+    return BoardUnavailable("error", f"Table storage unreachable ({type(exc).__name__})")
 
 
 def table_health_board(location: TableLocation) -> TableHealthBoard:

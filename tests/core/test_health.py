@@ -1,15 +1,11 @@
-"""Instance health and routing with a fake clock: breaker threshold, half-open probe, priorities, weights."""
+"""Instance health with a fake clock: breaker threshold and window, half-open probe, cool-downs, merging."""
 
 from __future__ import annotations
-
-from collections import Counter
 
 import pytest
 
 from core._health import Deadlines, Health
-from core._routing import Placement, Router, smooth_weighted
 from core.config import CircuitBreakerSettings
-from core.state import MemoryStateStore
 
 
 class Clock:
@@ -78,31 +74,3 @@ def test_deadlines_learned_from_another_replica_are_adopted_when_later(clock):
     clock.now += 20
     assert h.state("a") == "half-open"
     h.merge("unknown", Deadlines(cooling=clock.now + 5))  # an instance this replica lacks: ignored
-
-
-def test_smooth_weighted_round_robin_spreads_the_heavier_instance():
-    assert smooth_weighted([("a", 3), ("b", 1)]) == ("a", "a", "b", "a")
-    assert Counter(smooth_weighted([("a", 5), ("b", 2), ("c", 1)])) == Counter(a=5, b=2, c=1)
-
-
-async def test_weights_share_requests_inside_the_highest_priority_group(clock):
-    h = health(clock, "ptu", "payg1", "payg2")
-    placements = {"ptu": Placement(1, 1), "payg1": Placement(2, 3), "payg2": Placement(2, 1)}
-    router = Router(placements, {}, MemoryStateStore(), h)
-    firsts = Counter([(await router.candidates("t"))[0] for _ in range(40)])
-    assert firsts == Counter(ptu=40)
-    assert await router.candidates("t") == ("ptu", "payg1", "payg2")  # failover order: then group 2
-    h.cool_down("ptu", 5)
-    firsts = Counter([(await router.candidates("t"))[0] for _ in range(40)])
-    assert firsts == Counter(payg1=30, payg2=10)
-    clock.now += 5
-    assert (await router.candidates("t"))[0] == "ptu"
-
-
-async def test_a_pinned_tenant_gets_only_its_instance_and_none_while_it_is_out(clock):
-    h = health(clock)
-    router = Router({"a": Placement(), "b": Placement()}, {"contoso": "a"}, MemoryStateStore(), h)
-    assert await router.candidates("contoso") == ("a",)
-    h.cool_down("a", 1)
-    assert await router.candidates("contoso") == ()
-    assert set(await router.candidates("other")) == {"b"}

@@ -11,7 +11,7 @@ from gateway_stack import gateway_stack, serve_app, settings_from, settings_tree
 from core._health import Health
 from core._health_sync import HealthSync
 from core.config import CircuitBreakerSettings
-from core.state import HealthRecord, TableLocation
+from core.state import BoardUnavailable, HealthRecord, TableLocation
 from core.state._health_table import table_health_board
 
 QUESTION = [{"role": "user", "content": "Tell me about Milan"}]
@@ -69,9 +69,7 @@ class StoppedBoard:
     """A board whose storage is down (what the Table adapter raises when Azurite is gone)."""
 
     async def read(self) -> list[HealthRecord]:
-        from core.state._table_lease import SharedStateUnavailable
-
-        raise SharedStateUnavailable("error", "Table storage unreachable (ServiceRequestError)")
+        raise BoardUnavailable("error", "Table storage unreachable (ServiceRequestError)")
 
     async def publish(self, records) -> None:
         raise AssertionError("not reached")
