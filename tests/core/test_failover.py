@@ -59,10 +59,13 @@ def sample(metrics: dict, name: str, **labels: str) -> float:
 @pytest.mark.parametrize("style", ["ms", "seconds", "date", "reset"])
 async def test_429_in_each_header_style_on_one_instance_fails_no_request(tmp_path, style):
     async with gateway_stack(tmp_path, **FAST) as stack:
-        await burst(stack, 32)  # warm up (connections, tokenizer): measure failover, not a cold start
+        # Clients, gateway and simulators share this process's event loop on a shared 2-core machine:
+        # 4 clients keep the test's own queueing (clients / throughput) well under the 2 s bound,
+        # so what is measured is the failover; the warm-up keeps a cold start out of it.
+        await burst(stack, 32, concurrency=4)
         stack.alpha.reset_stats()
         stack.alpha.set_fault(status=429, retry_after_ms=1000, retry_style=style)  # until cleared
-        result = await burst(stack, 500)
+        result = await burst(stack, 500, concurrency=4)
         metrics = await stack.metrics()
     print(f"\n429 style={style}: failed {result.failed}/500, worst {result.worst:.3f} s, {dict(result.instances)}")
     assert result.failed == 0 and result.statuses[200] == 500
@@ -78,7 +81,7 @@ async def test_both_limited_every_client_gets_429_with_retry_after_at_once(tmp_p
     async with gateway_stack(tmp_path, **FAST) as stack:
         stack.alpha.set_fault(status=429, retry_after_ms=5000, retry_style="seconds")
         stack.beta.set_fault(status=429, retry_after_ms=5000)
-        result = await burst(stack, 100, concurrency=20)
+        result = await burst(stack, 100, concurrency=10)
         metrics = await stack.metrics()
     print(f"\nboth limited: {dict(result.statuses)}, worst {result.worst:.3f} s, Retry-After {set(result.retry_after)}")
     assert result.statuses == Counter({429: 100})
