@@ -12,6 +12,7 @@ from ._errors import (
     RateLimited,
     Unauthenticated,
     UpstreamError,
+    UpstreamMisconfigured,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "StateStore",
     "Unauthenticated",
     "UpstreamError",
+    "UpstreamMisconfigured",
     "UpstreamTimeout",
     "UpstreamUnavailable",
     "Usage",

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry
 
-from ._errors import ConfigurationError, InvalidRequest
+from ._errors import ConfigurationError, InvalidRequest, UpstreamMisconfigured
 from ._gateway import Background, Gateway
-from ._routing import Router
+from ._health import Health
+from ._routing import Placement, Router
 from ._tokens import warm_up
 from .access import (
     Authenticator,
@@ -27,6 +29,7 @@ from .upstream import TokenProvider, Upstream
 
 log = logging.getLogger("core.build")
 
+TOKEN_TIMEOUT_SECONDS = 10.0  # an Entra token that takes longer is treated as unobtainable
 UpstreamFactory = Callable[[str, ServiceSettings, Settings], Upstream]
 
 
@@ -55,10 +58,13 @@ def build_gateway(
     metrics = GatewayMetrics(settings.prometheus, registry, known_tenants=[*mappings, *keys.tenants],
                              fold_unknown_tenants=settings.folds_unknown_tenants)
     store = state_store if state_store is not None else build_state_store(settings, registry=registry)
-    router = Router(tuple(upstreams), mappings, store)
+    health = Health(upstreams, settings.gateway.circuit_breaker)
+    placements = {n: Placement(u.settings.priority, u.settings.weight) for n, u in upstreams.items()}
+    router = Router(placements, mappings, store, health)
     warm_up()
     limiter = build_limiter(settings, RateLimitMetrics(registry, metrics.tokens.tenant_label))
-    return Gateway(settings, upstreams, router, metrics, registry, store, _background(settings, registry),
+    background = (*_background(settings, registry), *_health_sync(settings, health))
+    return Gateway(settings, upstreams, router, metrics, registry, store, background, health=health,
                    authenticator=_authenticator(settings.auth, keys), limiter=limiter)
 
 
@@ -119,10 +125,31 @@ def _azure_upstreams() -> UpstreamFactory:
             from azure.identity.aio import DefaultAzureCredential, get_bearer_token_provider
 
             provider = get_bearer_token_provider(DefaultAzureCredential(), COGNITIVE_SERVICES_SCOPE)
-        tokens = provider if service.type == "azuread" else None
+        tokens = (_bounded_token(name, provider, min(service.timeout_seconds, TOKEN_TIMEOUT_SECONDS))
+                  if service.type == "azuread" and provider else None)
         return AzureOpenAIUpstream(name, service, settings.chat_completions_options, token_provider=tokens)
 
     return factory
+
+
+def _bounded_token(name: str, provider: TokenProvider, seconds: float) -> TokenProvider:
+    """An Entra token provider that fails within ``seconds``, naming the instance's setting."""
+    from azure.core.exceptions import AzureError
+
+    async def token() -> str:
+        try:
+            async with asyncio.timeout(seconds):
+                return await provider()
+        except (AzureError, TimeoutError) as exc:  # ClientAuthenticationError, CredentialUnavailableError...
+            reason = f"none within {seconds:g} s" if isinstance(exc, TimeoutError) else type(exc).__name__
+            raise UpstreamMisconfigured(
+                f"Azure OpenAI instance '{name}' is Type azuread but no Entra token could be obtained "
+                f"({reason}); give the gateway a managed identity or set AZURE_CLIENT_ID, "
+                f"or check AzureOpenAI:Services:{name}:Type",
+                instance=name, setting=f"AzureOpenAI:Services:{name}:Type",
+            ) from None
+
+    return token
 
 
 def build_state_store(
@@ -164,6 +191,17 @@ def table_location(settings: Settings, table_name: str, table_name_key: str = "S
             "AzureWebJobsStorage__tableServiceUri or StateStore:ConnectionString",
         )
     return TableLocation(table_name, table_name_key, endpoint=endpoint, client_id=host.client_id)
+
+
+def _health_sync(settings: Settings, health: Health) -> tuple[Background, ...]:
+    """With ``StateStore:Type=table``, replicas share cool-downs and open circuits."""
+    if settings.state_store.type != "table" or not health.names:
+        return ()
+    from ._health_sync import HealthSync
+    from .state._health_table import table_health_board
+
+    board = table_health_board(table_location(settings, settings.state_store.table_name))
+    return (HealthSync(health, board, interval_seconds=settings.gateway.health_sync_seconds),)
 
 
 def _background(settings: Settings, registry: CollectorRegistry) -> tuple[Background, ...]:

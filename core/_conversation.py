@@ -11,6 +11,8 @@ from ._values import ChatMessage, Role
 ROLES: frozenset[str] = frozenset({"system", "user", "assistant"})
 MAX_CONTENT_CHARS = 200_000
 
+DEFAULT_CONTEXT_TOKENS = 4096  # the C# sample's default when ChatCompletionsOptions:MaxTokens is unset
+
 
 def parse_conversation(raw: object, *, max_messages: int = 256) -> tuple[ChatMessage, ...]:
     """Validate a decoded JSON body: a non-empty array of ``{"role", "content"}`` objects."""

@@ -13,6 +13,7 @@ these classes to HTTP status / gRPC status code.
     ├── AuthUnavailable              the issuer's signing keys cannot be fetched -> 503 / UNAVAILABLE
     ├── RateLimited                  a limit stops the call; retry_after seconds -> 429 / RESOURCE_EXHAUSTED
     └── UpstreamError                Azure OpenAI failed                          -> 502 / UNAVAILABLE
+        ├── UpstreamMisconfigured    the gateway's settings for an instance are wrong (names the key)
         ├── UpstreamUnavailable      no instance reachable or all cooling down   -> 503 / UNAVAILABLE
         └── UpstreamTimeout          the upstream did not answer in time          -> 504 / DEADLINE_EXCEEDED
 """
@@ -86,6 +87,22 @@ class RateLimited(GatewayError):
 
 class UpstreamError(GatewayError):
     title = "Upstream error"
+
+
+class UpstreamMisconfigured(UpstreamError):
+    """An instance refuses the gateway's own settings: a key, a role, a deployment, an option.
+
+    ``setting`` is the configuration key to fix; ``instance_fault`` is False when the setting is
+    shared by every instance (``ChatCompletionsOptions``), so the instance itself stays in rotation.
+    """
+
+    title = "Upstream misconfigured"
+
+    def __init__(self, detail: str, *, instance: str, setting: str, instance_fault: bool = True) -> None:
+        super().__init__(detail)
+        self.instance = instance
+        self.setting = setting
+        self.instance_fault = instance_fault
 
 
 class UpstreamUnavailable(UpstreamError):

@@ -6,20 +6,16 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Protocol, TypeVar
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from ._conversation import parse_conversation, truncate, with_system_prompt
-from ._errors import (
-    GatewayError,
-    RateLimited,
-    UpstreamError,
-    UpstreamTimeout,
-    UpstreamUnavailable,
-)
+from ._conversation import DEFAULT_CONTEXT_TOKENS, parse_conversation, with_system_prompt
+from ._errors import GatewayError, UpstreamTimeout
+from ._failover import Failover
+from ._health import Health
 from ._routing import Router
 from ._tokens import OFF_LOOP_BYTES, byte_bound, count_prompt, count_prompt_async, count_text
 from ._values import Budget, ChatMessage, Completion, Method, Usage
@@ -31,9 +27,6 @@ from .telemetry import GatewayMetrics
 from .upstream import Upstream, UpstreamStream
 
 log = logging.getLogger("core.gateway")
-
-DEFAULT_CONTEXT_TOKENS = 4096  # the C# sample's default when ChatCompletionsOptions:MaxTokens is unset
-T = TypeVar("T")
 
 
 class Background(Protocol):
@@ -57,6 +50,7 @@ class Gateway:
         store: StateStore,
         background: Sequence[Background] = (),
         *,
+        health: Health,
         authenticator: Authenticator | None = None,
         limiter: Limiter | None = None,
     ) -> None:
@@ -65,6 +59,9 @@ class Gateway:
         self._metrics = metrics
         self._upstreams = dict(upstreams)
         self._router = router
+        self._health = health
+        self._failover = Failover(settings, self._upstreams, router, health, metrics, self._bill)
+        metrics.watch_instances(lambda: {n: health.state(n) for n in health.names})
         self._store = store
         self._background = tuple(background)
         self._authenticator = authenticator or Authenticator()
@@ -118,25 +115,25 @@ class Gateway:
         return f"tenant: {tenant} value: {value}"
 
     async def chat(self, tenant: str, messages: Sequence[ChatMessage]) -> Completion:
-        async def call(upstream: Upstream, prompt: tuple[ChatMessage, ...], retry: bool) -> Completion:
-            reply = await upstream.complete(prompt, retry=retry)
+        async def call(upstream: Upstream, prompt: tuple[ChatMessage, ...]) -> Completion:
+            reply = await upstream.complete(prompt)
             usage = reply.usage or Usage(count_prompt(prompt), count_text(reply.text))
             return Completion(reply.text, upstream.name, usage, reply.usage is not None)
 
         ticket = await self._admit(tenant, messages)
         with self._refund_on_failure(tenant, ticket):
-            completion = await self._with_failover(tenant, messages, call)
+            completion = await self._failover.run(tenant, "chat", messages, call)
         self._bill(tenant, "chat", completion, ticket)
         return dataclasses.replace(completion, budget=self.budget(tenant))
 
     async def open_stream(self, tenant: str, messages: Sequence[ChatMessage]) -> ChatStream:
-        async def call(upstream: Upstream, prompt: tuple[ChatMessage, ...], retry: bool) -> ChatStream:
-            stream = await upstream.open_stream(prompt, retry=retry)
+        async def call(upstream: Upstream, prompt: tuple[ChatMessage, ...]) -> ChatStream:
+            stream = self._failover.watch(upstream.name, await upstream.open_stream(prompt))
             return ChatStream(upstream.name, prompt, stream, lambda done: self._bill(tenant, "stream", done, ticket))
 
         ticket = await self._admit(tenant, messages)
         with self._refund_on_failure(tenant, ticket):
-            opened = await self._with_failover(tenant, messages, call)
+            opened = await self._failover.run(tenant, "stream", messages, call)
         opened.budget = self.budget(tenant)
         return opened
 
@@ -144,9 +141,11 @@ class Gateway:
         """What ``tenant`` may still use in the current window; None when it has no limits."""
         return self._limiter.budget(tenant) if self._limiter is not None else None
 
-    def _bill(self, tenant: str, method: Method, completion: Completion, ticket: Ticket | None) -> None:
-        """The one place a finished chat or stream is accounted for (metrics, then its limits)."""
-        self._metrics.tokens.record(completion.instance, tenant, method, completion.usage)
+    def _bill(self, tenant: str, method: Method, completion: Completion, ticket: Ticket | None = None) -> None:
+        """The one place a finished chat or stream (or a timed-out call's prompt) is accounted for:
+        metrics, then its limits. ``completion.usage_reported`` says whether Azure counted the tokens
+        or the gateway did."""
+        self._metrics.record(completion.instance, tenant, method, completion.usage, completion.usage_reported)
         if self._limiter is not None:
             self._limiter.settle(ticket, completion.usage.total_tokens)
 
@@ -195,54 +194,6 @@ class Gateway:
         await self._authenticator.aclose()
         self._counting.shutdown(wait=False, cancel_futures=True)
         await self._store.aclose()
-
-    async def _with_failover(
-        self,
-        tenant: str,
-        messages: Sequence[ChatMessage],
-        call: Callable[[Upstream, tuple[ChatMessage, ...], bool], Awaitable[T]],
-    ) -> T:
-        candidates = await self._router.candidates(tenant)
-        if not candidates:
-            raise UpstreamUnavailable(
-                "no Azure OpenAI instance is configured; set AzureOpenAI:Services:<Name>:Endpoint"
-            )
-        with_prompt = with_system_prompt(messages, self._settings.azure_openai.system_prompt)
-        context = self._settings.chat_completions_options.max_tokens or DEFAULT_CONTEXT_TOKENS
-        prompts: dict[int, tuple[ChatMessage, ...]] = {}  # by budget: truncate once per budget
-        last: GatewayError | None = None
-        for position, name in enumerate(candidates):
-            upstream = self._upstreams.get(name)
-            if upstream is None:
-                raise UpstreamUnavailable(
-                    f"tenant '{tenant}' is mapped to instance '{name}', which has no endpoint or "
-                    "credentials configured"
-                )
-            budget = context - upstream.settings.max_response_tokens
-            if budget not in prompts:
-                prompts[budget] = truncate(with_prompt, budget)
-            prompt = prompts[budget]
-            is_last = position == len(candidates) - 1
-            try:
-                return await call(upstream, prompt, is_last)
-            except (RateLimited, UpstreamUnavailable) as exc:
-                self._note_failure(name, exc)
-                last = exc
-            except UpstreamTimeout:
-                self._metrics.upstream_failures.labels(name.lower(), "timeout").inc()
-                raise  # the upstream may have done the work: never run it twice
-            except UpstreamError as exc:
-                self._note_failure(name, exc)
-                last = exc
-        assert last is not None
-        raise last
-
-    def _note_failure(self, name: str, exc: GatewayError) -> None:
-        reason = type(exc).__name__.lower()
-        self._metrics.upstream_failures.labels(name.lower(), reason).inc()
-        wait = exc.retry_after
-        self._router.cool_down(name, wait if wait is not None else self._settings.gateway.unhealthy_cooldown_seconds)
-        log.warning("instance %s failed (%s); trying the next one if any", name, reason)
 
 
 class ChatStream:

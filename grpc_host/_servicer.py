@@ -77,6 +77,7 @@ def _usage_trailers(completion: Completion) -> tuple[tuple[str, str], ...]:
         ("x-completion-tokens", str(usage.completion_tokens)),
         ("x-total-tokens", str(usage.total_tokens)),
         *(completion.budget.headers() if completion.budget else ()),
+        ("x-usage-source", "reported" if completion.usage_reported else "estimated"),
     )
 
 

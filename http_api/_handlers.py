@@ -72,6 +72,7 @@ class RestHandlers:
                     "X-Completion-Tokens": str(usage.completion_tokens),
                     "X-Total-Tokens": str(usage.total_tokens),
                     **dict(completion.budget.headers() if completion.budget else ()),
+                    "X-Usage-Source": "reported" if completion.usage_reported else "estimated",
                 },
             )
 
@@ -196,7 +197,8 @@ async def _sse(stream: ChatStream) -> AsyncIterator[bytes]:
     if completion is not None:
         usage = {"prompt_tokens": completion.usage.prompt_tokens,
                  "completion_tokens": completion.usage.completion_tokens,
-                 "total_tokens": completion.usage.total_tokens, "instance": completion.instance}
+                 "total_tokens": completion.usage.total_tokens, "instance": completion.instance,
+                 "usage_source": "reported" if completion.usage_reported else "estimated"}
         yield b"event: usage\ndata: " + orjson.dumps(usage) + b"\n\n"
     yield b"data: [DONE]\n\n"
 

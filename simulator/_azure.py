@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Mapping
+from email.utils import formatdate
 from typing import Any
 
 import orjson
@@ -57,12 +59,23 @@ def bad_request(message: str, param: str | None = None) -> web.Response:
     return error_response(400, "BadRequest", message, param=param, type="invalid_request_error")
 
 
-def retry_headers(retry_after_ms: int) -> dict[str, str]:
-    """``retry-after-ms`` (exact) and ``retry-after`` (whole seconds, rounded up)."""
-    return {
-        "retry-after-ms": str(retry_after_ms),
-        "retry-after": str(max(1, math.ceil(retry_after_ms / 1000))),
-    }
+def retry_headers(retry_after_ms: int, style: str = "both") -> dict[str, str]:
+    """By default ``retry-after-ms`` (exact) and ``retry-after`` (whole seconds, rounded up).
+
+    Other styles seen in the wild: only one of them (``ms``, ``seconds``), ``Retry-After`` as an
+    HTTP date (``date``), or only OpenAI's ``x-ratelimit-reset-requests``/``-tokens`` (``reset``).
+    """
+    seconds = max(1, math.ceil(retry_after_ms / 1000))
+    if style == "ms":
+        return {"retry-after-ms": str(retry_after_ms)}
+    if style == "seconds":
+        return {"retry-after": str(seconds)}
+    if style == "date":
+        return {"retry-after": formatdate(time.time() + seconds, usegmt=True)}
+    if style == "reset":
+        reset = f"{retry_after_ms}ms"
+        return {"x-ratelimit-reset-requests": reset, "x-ratelimit-reset-tokens": reset}
+    return {"retry-after-ms": str(retry_after_ms), "retry-after": str(seconds)}
 
 
 def throttled_message(api_version: str, exceeded: str, retry_after_ms: int) -> str:
@@ -76,11 +89,11 @@ def throttled_message(api_version: str, exceeded: str, retry_after_ms: int) -> s
     )
 
 
-def fault_response(status: int, retry_after_ms: int, api_version: str) -> web.Response:
+def fault_response(status: int, retry_after_ms: int, api_version: str, style: str = "both") -> web.Response:
     """The error an injected fault answers with."""
     if status == 429:
         message = throttled_message(api_version, "tokens", retry_after_ms)
-        return error_response(429, "429", message, headers=retry_headers(retry_after_ms))
+        return error_response(429, "429", message, headers=retry_headers(retry_after_ms, style))
     code = _STATUS_CODES.get(status, str(status))
     message = _STATUS_MESSAGES.get(status, f"Simulated failure (HTTP {status}).")
     return error_response(status, code, message)

@@ -83,12 +83,14 @@ class ChatService:
             return azure.bad_request(str(exc), exc.param)
         fault = self._faults.take(name) if self._faults else None
         drop_after: int | None = None
+        stall: tuple[int, float] | None = None
         if fault is not None:
             self._stats.fault(name)
             faulted = await self._apply_fault(fault, chat, api_version)
             if faulted is not None:
                 return faulted
             drop_after = fault.drop_after_chunks if fault.drop else None
+            stall = (fault.stall_after_chunks, fault.stall_ms) if fault.stall_ms and chat.stream else None
         plan = self._plan(chat)
         limiter = self._limiters[name]
         estimate = plan.prompt_tokens + (
@@ -100,7 +102,7 @@ class ChatService:
             headers.update(azure.retry_headers(admission.retry_after_ms))
             message = azure.throttled_message(api_version, admission.exceeded, admission.retry_after_ms)
             return azure.error_response(429, "429", message, headers=headers)
-        return await self._respond(request, deployment, plan, headers, drop_after)
+        return await self._respond(request, deployment, plan, headers, drop_after, stall)
 
     async def _apply_fault(
         self, fault: FaultSpec, chat: ChatRequest, api_version: str
@@ -109,7 +111,9 @@ class ChatService:
         if fault.delay_ms > 0:
             await asyncio.sleep(fault.delay_ms / 1000)
         if fault.status is not None:
-            return azure.fault_response(fault.status, fault.retry_after_ms, api_version)
+            return azure.fault_response(fault.status, fault.retry_after_ms, api_version, fault.retry_style)
+        if fault.stall_ms > 0 and not chat.stream:
+            await asyncio.sleep(fault.stall_ms / 1000)
         if fault.drop and (not chat.stream or fault.drop_after_chunks is None):
             raise Dropped()
         return None
@@ -138,6 +142,7 @@ class ChatService:
         plan: _Planned,
         headers: dict[str, str],
         drop_after: int | None,
+        stall: tuple[int, float] | None = None,
     ) -> web.StreamResponse:
         request_id = secrets.token_hex(16)
         headers["x-request-id"] = headers["apim-request-id"] = request_id
@@ -155,7 +160,7 @@ class ChatService:
                 plan.completions,
                 plan.request.include_usage,
             )
-            return await self._stream(request, deployment.name, stream, headers, drop_after)
+            return await self._stream(request, deployment.name, stream, headers, drop_after, stall)
         delay = latency + per_token * plan.completion_tokens
         if delay > 0:
             await asyncio.sleep(delay / 1000)
@@ -174,6 +179,7 @@ class ChatService:
         stream: StreamPlan,
         headers: dict[str, str],
         drop_after: int | None,
+        stall: tuple[int, float] | None,
     ) -> web.StreamResponse:
         headers["Cache-Control"] = "no-cache"
         response = web.StreamResponse(headers=headers)
@@ -196,6 +202,7 @@ class ChatService:
             per_token_ms=self._config.effective_per_token_latency_ms,
             drop_after=drop_after,
             on_complete=completed,
+            stall=stall,
         )
         if outcome != "complete":
             self._stats.aborted(name)

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+RETRY_STYLES = ("both", "ms", "seconds", "date", "reset")
+
 
 class ConfigError(ValueError):
     """Invalid simulator configuration; the message names the offending key."""
@@ -43,6 +45,11 @@ class FaultSpec:
     - ``delay_ms``: wait this long before handling the request (combinable with the others).
     - ``drop``: close the connection without a response; for streamed requests with
       ``drop_after_chunks`` = k, close it after k SSE events.
+    - ``retry_style``: the headers of an injected 429: ``both`` (``retry-after-ms`` and
+      ``retry-after`` seconds, as Azure OpenAI), ``ms``, ``seconds``, ``date`` (``Retry-After`` as an
+      HTTP date) or ``reset`` (only ``x-ratelimit-reset-requests``/``-tokens``).
+    - ``stall_ms``: stop sending for this long; streamed requests first send ``stall_after_chunks``
+      SSE events (default 0: right after the headers), JSON requests stall before the answer.
     - ``deployment``: only requests to this deployment take the fault (``None`` = any).
     """
 
@@ -53,8 +60,15 @@ class FaultSpec:
     count: int | None = None
     retry_after_ms: int = 1000
     deployment: str | None = None
+    retry_style: str = "both"
+    stall_ms: float = 0.0
+    stall_after_chunks: int = 0
 
     def __post_init__(self) -> None:
+        if self.retry_style not in RETRY_STYLES:
+            raise ConfigError(f"fault retry_style must be one of {', '.join(RETRY_STYLES)}")
+        if self.stall_ms < 0 or self.stall_after_chunks < 0:
+            raise ConfigError("fault stall_ms and stall_after_chunks must be >= 0")
         if self.status is not None and not 400 <= self.status <= 599:
             raise ConfigError("fault status must be an HTTP error status (400-599)")
         if self.delay_ms < 0:
@@ -67,13 +81,14 @@ class FaultSpec:
             raise ConfigError("fault retry_after_ms must be >= 0")
         if self.deployment is not None and not isinstance(self.deployment, str):
             raise ConfigError("fault deployment must be a deployment name")
-        if self.status is None and not self.drop and self.delay_ms == 0:
-            raise ConfigError("a fault needs at least one of status, delay_ms, drop")
+        if self.status is None and not self.drop and self.delay_ms == 0 and self.stall_ms == 0:
+            raise ConfigError("a fault needs at least one of status, delay_ms, drop, stall_ms")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FaultSpec:
         """Build a fault from its JSON form (the control API and config files use it)."""
-        known = {"status", "delay_ms", "drop", "drop_after_chunks", "count", "retry_after_ms", "deployment"}
+        known = {"status", "delay_ms", "drop", "drop_after_chunks", "count", "retry_after_ms", "deployment",
+                 "retry_style", "stall_ms", "stall_after_chunks"}
         unknown = set(data) - known
         if unknown:
             raise ConfigError(f"unknown fault field(s): {', '.join(sorted(unknown))}")
@@ -86,6 +101,9 @@ class FaultSpec:
                 count=_opt_int(data.get("count"), "count"),
                 retry_after_ms=int(data.get("retry_after_ms", 1000)),
                 deployment=data.get("deployment"),
+                retry_style=str(data.get("retry_style", "both")),
+                stall_ms=float(data.get("stall_ms", 0.0)),
+                stall_after_chunks=int(data.get("stall_after_chunks", 0)),
             )
         except (TypeError, ValueError) as exc:
             if isinstance(exc, ConfigError):

@@ -73,11 +73,13 @@ async def write_stream(
     per_token_ms: float,
     drop_after: int | None,
     on_complete: Callable[[bool], None],
+    stall: tuple[int, float] | None = None,
 ) -> Outcome:
     """Write every event, then ``[DONE]``; stop early to drop (fault) or when the client left.
 
     Events due at the same time go out in one write (zero latency: the whole stream at once).
     ``on_complete(reported)`` runs once all content (and the usage chunk, if asked) is written.
+    ``stall`` = (k, ms): after k events, send nothing for ms milliseconds (a stalled upstream).
     """
     pending: list[bytes] = []
     sent = 0
@@ -86,6 +88,9 @@ async def write_stream(
             if drop_after is not None and sent >= drop_after:
                 await _flush(response, pending)
                 return "drop"
+            if stall is not None and sent == stall[0]:
+                await _flush(response, pending)
+                await asyncio.sleep(stall[1] / 1000)
             if delay > 0:
                 await _flush(response, pending)
                 await asyncio.sleep(delay / 1000)

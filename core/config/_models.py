@@ -59,6 +59,17 @@ class ServiceSettings(_Section):
     max_response_tokens: int = Field(default=1000, ge=1)
     max_retries: int = Field(default=3, ge=0, le=10)
     timeout_seconds: float = Field(default=60.0, gt=0)
+    priority: int = Field(default=1, ge=1, le=100)  # 1 first (PTU), then 2 (pay-as-you-go), ...
+    weight: int = Field(default=1, ge=1, le=1000)  # weighted round-robin inside a priority group
+
+    @field_validator("api_key")
+    @classmethod
+    def _key_is_printable(cls, value: SecretStr) -> SecretStr:
+        # A trailing newline from a Key Vault secret or a file would be sent in the api-key header.
+        if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in value.get_secret_value()):
+            raise ValueError("contains whitespace or control characters (a trailing newline?); "
+                             "the value itself is not shown")
+        return value
 
     @field_validator("type", mode="before")
     @classmethod
@@ -138,12 +149,26 @@ class PrometheusSettings(_Section):
         return value
 
 
+class CircuitBreakerSettings(_Section):
+    """``Gateway:CircuitBreaker:*`` — ``Failures`` 5xx/timeouts/connection errors within
+    ``WindowSeconds`` open an instance's circuit for ``OpenSeconds``; then one probe is let through."""
+
+    failures: int = Field(default=5, ge=1)
+    window_seconds: float = Field(default=10.0, gt=0)
+    open_seconds: float = Field(default=30.0, gt=0)
+
+
 class GatewaySettings(_Section):
     """``Gateway:*`` — request handling limits of the gateway itself."""
 
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     max_messages: int = Field(default=256, ge=1)
     unhealthy_cooldown_seconds: float = Field(default=10.0, ge=0)
+    max_wait_seconds: float = Field(default=2.0, ge=0, le=60)
+    max_cooldown_seconds: float = Field(default=60.0, gt=0)
+    misconfigured_seconds: float = Field(default=60.0, ge=0)
+    health_sync_seconds: float = Field(default=1.0, gt=0, le=60)
+    circuit_breaker: CircuitBreakerSettings = Field(default_factory=lambda: CircuitBreakerSettings())
 
 
 class StateStoreSettings(_Section):

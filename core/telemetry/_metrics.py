@@ -12,7 +12,7 @@ exactly the exposed names dashboards query:
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -131,6 +131,34 @@ def _copy(series: _Series) -> _Series:
                    list(series.sums))
 
 
+INSTANCE_STATES = ("closed", "open", "half-open", "cooling", "misconfigured")
+
+
+class InstanceStates:
+    """``gateway_instance_state{openai_name, state}``: 1 for each instance's current state, else 0."""
+
+    def __init__(self) -> None:
+        self.source: Callable[[], Mapping[str, str]] = dict
+
+    def describe(self) -> list[Metric]:
+        return [self._family({})]
+
+    def collect(self) -> Iterator[Metric]:
+        yield self._family(self.source())
+
+    @staticmethod
+    def _family(states: Mapping[str, str]) -> Metric:
+        family = GaugeMetricFamily(
+            "gateway_instance_state",
+            "State of each Azure OpenAI instance (closed, open, half-open, cooling, misconfigured).",
+            labels=("openai_name", "state"),
+        )
+        for name, current in states.items():
+            for state in INSTANCE_STATES:
+                family.add_metric((name.lower(), state), 1.0 if state == current else 0.0)
+        return family
+
+
 class GatewayMetrics:
     """Everything the gateway records, registered on one registry."""
 
@@ -156,6 +184,41 @@ class GatewayMetrics:
             "gateway_upstream_failures", "Failed calls to an Azure OpenAI instance, by reason.",
             ("openai_name", "reason"), registry=registry,
         )
+        self.failovers = Counter(
+            "gateway_failovers", "Requests moved on from an instance to the next candidate, by reason.",
+            ("openai_name", "reason"), registry=registry,
+        )
+        self.retries = Counter(
+            "gateway_upstream_retries",
+            "Retries of an instance after waiting for it (no other instance was eligible).",
+            ("openai_name",), registry=registry,
+        )
+        self.cooldown_seconds = Histogram(
+            "gateway_cooldown_seconds", "Cool-downs an instance was put in (429, 503 Retry-After).",
+            ("openai_name",), registry=registry, buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300),
+        )
+        self.misconfigured = Counter(
+            "gateway_instance_misconfigured",
+            "Calls refused because of the gateway's own settings for an instance, by setting.",
+            ("openai_name", "setting"), registry=registry,
+        )
+        self.tokens_by_source = Counter(
+            "gateway_tokens_by_source",
+            "Total tokens billed, by whether Azure reported them or the gateway estimated them.",
+            (*LABELS, "usage_source"), registry=registry,
+        )
+        self._states = InstanceStates()
+        registry.register(self._states)
+
+    def watch_instances(self, states: Callable[[], Mapping[str, str]]) -> None:
+        """Expose ``gateway_instance_state`` from ``states()`` (read at scrape time)."""
+        self._states.source = states
+
+    def record(self, instance: str, tenant: str, method: Method, usage: Usage, reported: bool) -> None:
+        self.tokens.record(instance, tenant, method, usage)
+        source = "reported" if reported else "estimated"
+        tenant_label = self.tokens.tenant_label(tenant.lower())
+        self.tokens_by_source.labels(instance.lower(), tenant_label, method, source).inc(usage.total_tokens)
 
     def observe_request(self, route: str, status: int | str, seconds: float) -> None:
         self.requests.labels(route, str(status)).inc()

@@ -7,6 +7,7 @@ translated here into the gateway's tree (``core._errors``).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, cast
 from urllib.parse import quote
@@ -21,11 +22,13 @@ from .._errors import (
     InvalidRequest,
     RateLimited,
     UpstreamError,
+    UpstreamMisconfigured,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
 from .._values import ChatMessage, Usage
 from ..config import ChatCompletionsOptions, ServiceSettings
+from ._cooldown import cooldown_seconds
 from ._port import StreamEvent, TokenProvider, UpstreamReply, UpstreamStream
 
 _JSON_OPTIONS: Any = {"headers": {"Content-Type": "application/json"}}
@@ -51,17 +54,16 @@ class AzureOpenAIUpstream:
         self._client = AsyncAzureOpenAI(
             azure_endpoint=settings.endpoint,
             api_version=settings.version,
-            max_retries=settings.max_retries,
+            max_retries=0,  # the gateway owns retries (core._gateway): one attempt per instance
             timeout=settings.timeout_seconds,
             http_client=openai.DefaultAioHttpClient(),
             **auth,
         )
-        self._no_retry = self._client.with_options(max_retries=0)
         self._params = _request_params(settings, options)
         self._path = f"/deployments/{quote(settings.deployment, safe='')}/chat/completions"
 
-    async def complete(self, messages: Sequence[ChatMessage], *, retry: bool) -> UpstreamReply:
-        client = self._client if retry else self._no_retry
+    async def complete(self, messages: Sequence[ChatMessage]) -> UpstreamReply:
+        client = self._client
         # client.post() is the SDK's own transport (auth, retry-after-ms, errors) without the
         # per-request TypedDict transform and JSON re-encoding of chat.completions.create(),
         # which cost more than everything else on the hot path together.
@@ -75,14 +77,16 @@ class AzureOpenAIUpstream:
             payload = orjson.loads(await response.aread())
         except openai.OpenAIError as exc:
             raise translate(self.name, exc) from None
+        except httpx2.TimeoutException:
+            raise UpstreamTimeout(f"Azure OpenAI instance '{self.name}' did not answer in time") from None
         except (httpx2.HTTPError, OSError, orjson.JSONDecodeError) as exc:
             raise UpstreamError(
                 f"Azure OpenAI instance '{self.name}' sent an unreadable answer ({type(exc).__name__})"
             ) from None
         return _reply(payload)
 
-    async def open_stream(self, messages: Sequence[ChatMessage], *, retry: bool) -> UpstreamStream:
-        client = self._client if retry else self._no_retry
+    async def open_stream(self, messages: Sequence[ChatMessage]) -> UpstreamStream:
+        client = self._client
         body = {"messages": _wire(messages), "stream": True, "stream_options": {"include_usage": True},
                 **self._params}
         try:
@@ -92,8 +96,10 @@ class AzureOpenAIUpstream:
             )
         except openai.OpenAIError as exc:
             raise translate(self.name, exc) from None
+        except httpx2.TimeoutException:
+            raise UpstreamTimeout(f"Azure OpenAI instance '{self.name}' did not answer in time") from None
         # With cast_to=httpx2.Response the SDK hands back the unread response, whatever stream_cls.
-        return _SseStream(self.name, cast(httpx2.Response, response))
+        return _SseStream(self.name, cast(httpx2.Response, response), self.settings.timeout_seconds)
 
     async def aclose(self) -> None:
         await self._client.close()
@@ -116,15 +122,26 @@ def _usage(payload: dict[str, Any]) -> Usage | None:
 
 
 class _SseStream:
-    """Server-Sent Events of a chat completion, parsed with orjson (no model per chunk)."""
+    """Server-Sent Events of a chat completion, parsed with orjson (no model per chunk).
 
-    def __init__(self, name: str, response: httpx2.Response) -> None:
+    A stream that sends nothing for ``idle_seconds`` (the instance's ``TimeoutSeconds``) has
+    stalled: it ends with :class:`UpstreamTimeout` (504), not a hang.
+    """
+
+    def __init__(self, name: str, response: httpx2.Response, idle_seconds: float) -> None:
         self._name = name
         self._response = response
+        self._idle = idle_seconds
 
     async def __aiter__(self) -> AsyncIterator[StreamEvent]:
+        lines = self._response.aiter_lines().__aiter__()
         try:
-            async for line in self._response.aiter_lines():
+            while True:
+                try:
+                    async with asyncio.timeout(self._idle):
+                        line = await anext(lines)
+                except StopAsyncIteration:
+                    return
                 if not line.startswith("data:"):
                     continue
                 data = line[5:].strip()
@@ -132,6 +149,11 @@ class _SseStream:
                     return
                 for event in _events(self._name, orjson.loads(data)):
                     yield event
+        except (TimeoutError, httpx2.TimeoutException):
+            raise UpstreamTimeout(
+                f"Azure OpenAI instance '{self._name}' stalled: no data for {self._idle:g} s "
+                f"(AzureOpenAI:Services:{self._name}:TimeoutSeconds)"
+            ) from None
         except (httpx2.HTTPError, OSError) as exc:
             raise UpstreamUnavailable(
                 f"Azure OpenAI instance '{self._name}' dropped the stream ({type(exc).__name__})"
@@ -179,43 +201,68 @@ def _request_params(settings: ServiceSettings, options: ChatCompletionsOptions) 
     return params
 
 
-def retry_after_seconds(headers: httpx2.Headers | None) -> float | None:
-    """``retry-after-ms`` (Azure OpenAI) first, then ``retry-after`` in seconds."""
-    if headers is None:
-        return None
-    for header, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        value = headers.get(header)
-        if value is None:
-            continue
-        try:
-            return max(0.0, float(value) / divisor)
-        except ValueError:
-            continue
-    return None
-
-
 def translate(name: str, exc: openai.OpenAIError) -> GatewayError:
     """The SDK's exception as a gateway error; details never include keys or tokens."""
     where = f"Azure OpenAI instance '{name}'"
+    key = f"AzureOpenAI:Services:{name}"
     if isinstance(exc, openai.APITimeoutError) and not _never_connected(exc):
-        return UpstreamTimeout(f"{where} did not answer in time")
+        return UpstreamTimeout(f"{where} did not answer in time ({key}:TimeoutSeconds)")
     if isinstance(exc, openai.APIConnectionError):
-        return UpstreamUnavailable(f"{where} is unreachable")
+        return UpstreamUnavailable(f"{where} is unreachable (check {key}:Endpoint)")
     if isinstance(exc, openai.RateLimitError):
-        wait = retry_after_seconds(exc.response.headers)
-        return RateLimited(f"{where} is rate limited; retry later", wait if wait is not None else 1.0)
+        return RateLimited(f"{where} is rate limited", cooldown_seconds(exc.response.headers.get))
     if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
-        return UpstreamError(f"{where} rejected the gateway's credentials; check its ApiKey or role")
+        return UpstreamMisconfigured(
+            f"{where} rejected the gateway's credentials ({exc.status_code}); check {key}:ApiKey "
+            "(Type azure) or the identity's 'Cognitive Services OpenAI User' role (Type azuread)",
+            instance=name, setting=f"{key}:ApiKey",
+        )
     if isinstance(exc, openai.NotFoundError):
-        return UpstreamError(f"{where} has no such deployment; check its Deployment and Version")
+        return UpstreamMisconfigured(
+            f"{where} has no such deployment; check {key}:Deployment, {key}:Version and {key}:Endpoint",
+            instance=name, setting=f"{key}:Deployment",
+        )
     if isinstance(exc, openai.BadRequestError):
-        return InvalidRequest(f"{where} rejected the conversation: {_message(exc)}")
+        return _bad_request(name, exc)
     if isinstance(exc, openai.APIStatusError):
         if exc.status_code == 503:
             return UpstreamUnavailable(f"{where} is unavailable (503)",
-                                       retry_after_seconds(exc.response.headers))
+                                       cooldown_seconds(exc.response.headers.get))
         return UpstreamError(f"{where} failed with status {exc.status_code}")
     return UpstreamError(f"{where} failed ({type(exc).__name__})")
+
+
+# Request parameters the gateway sets from its settings: a 400 about one is the gateway's fault.
+_SETTING_OF_PARAM = {
+    "temperature": "ChatCompletionsOptions:Temperature",
+    "top_p": "ChatCompletionsOptions:NucleusSamplingFactor",
+    "frequency_penalty": "ChatCompletionsOptions:FrequencyPenalty",
+    "presence_penalty": "ChatCompletionsOptions:PresencePenalty",
+    "stop": "ChatCompletionsOptions:StopSequences",
+    "max_tokens": "AzureOpenAI:Services:{name}:MaxResponseTokens",
+    "model": "AzureOpenAI:Services:{name}:Deployment",
+    "stream_options": "AzureOpenAI:Services:{name}:Version",
+}
+
+
+def _bad_request(name: str, exc: openai.BadRequestError) -> GatewayError:
+    """400 about the caller's conversation -> 400; about a parameter the gateway set -> 502."""
+    message = _message(exc)
+    template = _SETTING_OF_PARAM.get(_param(exc).split("[")[0].split(".")[0])
+    if template is None:
+        return InvalidRequest(f"Azure OpenAI instance '{name}' rejected the conversation: {message}")
+    setting = template.format(name=name)
+    return UpstreamMisconfigured(
+        f"Azure OpenAI instance '{name}' rejected the gateway's setting {setting}: {message}",
+        instance=name, setting=setting, instance_fault="{name}" in template,
+    )
+
+
+def _param(exc: openai.BadRequestError) -> str:
+    body = exc.body
+    inner = body.get("error", body) if isinstance(body, dict) else None
+    param = inner.get("param") if isinstance(inner, dict) else None
+    return param if isinstance(param, str) else ""
 
 
 def _never_connected(exc: BaseException) -> bool:

@@ -87,6 +87,26 @@ class LocalRun:
         for name in self.sim_ports:
             httpx.delete(f"{self.sim_url(name)}/_sim/faults", timeout=5).raise_for_status()
 
+    def wait_until_instances_closed(self, seconds: float = 10.0) -> None:
+        """Wait until both hosts take every instance again: a 429 makes the gateway cool an
+        instance for the time it asked (docs/failover.md), which outlives the fault itself."""
+        urls = [self.grpc_metrics_url] + ([f"{self.rest_url}/metrics"] if self.rest_url else [])
+        deadline = time.monotonic() + seconds
+        while any(_instances_out(url) for url in urls):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"an instance is still out of rotation after {seconds} s")
+            time.sleep(0.1)
+
+
+def _instances_out(metrics_url: str) -> bool:
+    text = httpx.get(metrics_url, timeout=5).text
+    return any(
+        sample.value == 1.0 and sample.labels.get("state") != "closed"
+        for family in text_string_to_metric_families(text)
+        if family.name == "gateway_instance_state"
+        for sample in family.samples
+    )
+
 
 def gateway_config(sim_ports: dict[str, int]) -> dict[str, object]:
     services = {

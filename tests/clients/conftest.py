@@ -23,6 +23,7 @@ def run(local_run: LocalRun) -> Iterator[LocalRun]:
     local_run.clear_faults()
     yield local_run
     local_run.clear_faults()
+    local_run.wait_until_instances_closed()
 
 
 @pytest.fixture

@@ -82,7 +82,9 @@ def test_seeded_run_reports_per_tenant_figures_the_gateway_agrees_with(run: Loca
 
 def test_failures_fail_the_run_unless_expected_and_show_in_the_table(run: LocalRun, transport: str) -> None:
     limited = "429" if transport == "rest" else "RESOURCE_EXHAUSTED"
-    run.set_fault("AlphaOpenAI", status=429, count=2, retry_after_ms=1000)
+    # retry-after 0 ms: the gateway cools an instance for the time it asks (docs/failover.md), so
+    # exactly the two faulted requests fail, not a later request that comes while it cools
+    run.set_fault("AlphaOpenAI", status=429, count=2, retry_after_ms=0)
     args = ["--tenants", "contoso,fabrikam", "-n", "12", "-c", "1", "--seed", "5", "--stream-ratio", "0.5"]
     unexpected = cli(run, transport, "traffic", *args)
     assert unexpected.exit_code == 1
@@ -94,7 +96,9 @@ def test_failures_fail_the_run_unless_expected_and_show_in_the_table(run: LocalR
     assert "fabrikam" in rows and limited not in rows["fabrikam"][2]
     assert int(rows["contoso"][1]) + int(rows["fabrikam"][1]) == 12
 
-    run.set_fault("AlphaOpenAI", status=429, count=2, retry_after_ms=1000)
+    # retry-after 0 ms: the gateway cools an instance for the time it asks (docs/failover.md), so
+    # exactly the two faulted requests fail, not a later request that comes while it cools
+    run.set_fault("AlphaOpenAI", status=429, count=2, retry_after_ms=0)
     expected = cli(run, transport, "traffic", *args, "--expect-status", "429", "--json", "-q")
     assert expected.exit_code == 0, expected.output
     report = json.loads(expected.stdout)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 import jwt
 import pytest
@@ -148,3 +150,18 @@ async def test_a_request_over_the_body_limit_is_refused_before_the_upstream(stub
     assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "larger than max" in (info.value.details() or "")
     assert sims.alpha.stats.requests == 0
+
+
+async def test_every_instance_limited_is_resource_exhausted_with_retry_after_ms_at_once(stub: Stub, sims: Sims) -> None:
+    sims.alpha.set_fault(status=429, retry_after_ms=4000, retry_style="seconds")
+    sims.beta.set_fault(status=429, retry_after_ms=3500, retry_style="reset")
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(grpc.aio.AioRpcError) as limited:
+        await stub.GetChatCompletions(chat_request("initech"))
+    elapsed = asyncio.get_running_loop().time() - started
+    sims.alpha.clear_faults()
+    sims.beta.clear_faults()
+    assert limited.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    trailers = dict(limited.value.trailing_metadata() or ())
+    assert 3000 <= int(trailers["retry-after-ms"]) <= 3500  # the soonest instance's recovery
+    assert elapsed < 2.0  # Gateway:MaxWaitSeconds: no sleeping on one instance

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
+import time
+from email.utils import parsedate_to_datetime
+
 import aiohttp
 import openai
 import pytest
@@ -42,6 +46,43 @@ async def test_fault_429_carries_retry_after_ms(sim: SimulatorServer, client) ->
         await _ask(client)
     assert caught.value.response.headers["retry-after-ms"] == "1500"
     assert caught.value.response.headers["retry-after"] == "2"
+
+
+@pytest.mark.parametrize(("style", "present", "absent"), [
+    ("ms", {"retry-after-ms": "2500"}, ("retry-after",)),
+    ("seconds", {"retry-after": "3"}, ("retry-after-ms",)),
+    ("reset", {"x-ratelimit-reset-requests": "2500ms", "x-ratelimit-reset-tokens": "2500ms"},
+     ("retry-after", "retry-after-ms")),
+])
+async def test_fault_429_in_each_header_style(sim: SimulatorServer, client, style, present, absent) -> None:
+    sim.set_fault(status=429, count=1, retry_after_ms=2500, retry_style=style)
+    with pytest.raises(openai.RateLimitError) as caught:
+        await _ask(client.with_options(max_retries=0))
+    headers = caught.value.response.headers
+    assert {k: headers.get(k) for k in present} == present
+    assert not any(k in headers for k in absent)
+
+
+async def test_fault_429_retry_after_as_an_http_date(sim: SimulatorServer, client) -> None:
+    sim.set_fault(status=429, count=1, retry_after_ms=4000, retry_style="date")
+    with pytest.raises(openai.RateLimitError) as caught:
+        await _ask(client.with_options(max_retries=0))
+    when = parsedate_to_datetime(caught.value.response.headers["retry-after"])
+    assert 2 <= when.timestamp() - time.time() <= 4 and "retry-after-ms" not in caught.value.response.headers
+
+
+async def test_stall_holds_a_stream_after_k_events(sim: SimulatorServer, client) -> None:
+    sim.set_fault(stall_ms=600, stall_after_chunks=2, count=1)
+    stream = await client.chat.completions.create(model=DEPLOYMENT, messages=MESSAGES, stream=True)
+    arrivals = [time.perf_counter() async for _ in stream]
+    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
+    assert max(gaps) >= 0.5 and gaps.index(max(gaps)) == 1  # the wait sits after the 2nd event
+    assert sim.stats.aborted == 0  # then it finishes normally
+
+
+async def test_unknown_retry_style_is_refused(sim: SimulatorServer) -> None:
+    status, body = await _control(sim, "POST", "_sim/faults", {"status": 429, "retry_style": "minutes"})
+    assert status == 400 and "retry_style" in body["error"]["message"]
 
 
 async def test_fault_without_count_lasts_until_cleared(sim: SimulatorServer, client) -> None:

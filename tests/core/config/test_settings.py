@@ -100,12 +100,39 @@ def test_no_key_vault_is_read_without_key_vault_name(sample_file):
     ({"Prometheus__Histograms__TotalTokens__Count": "0"}, "Prometheus:Histograms:TotalTokens:Count",
      "greater than or equal to 1"),
     ({"StateStore__Type": "redis"}, "StateStore:Type", "memory"),
+    ({"AzureOpenAI__Services__AlphaOpenAI__ApiKey": "secret-key\n"}, "AzureOpenAI:Services:AlphaOpenAI:ApiKey",
+     "whitespace or control characters"),
+    ({"AzureOpenAI__Services__AlphaOpenAI__ApiKey": "sec ret"}, "AzureOpenAI:Services:AlphaOpenAI:ApiKey",
+     "whitespace"),
+    ({"AzureOpenAI__Services__AlphaOpenAI__Priority": "0"}, "AzureOpenAI:Services:AlphaOpenAI:Priority",
+     "greater than or equal to 1"),
+    ({"Gateway__CircuitBreaker__Failures": "none"}, "Gateway:CircuitBreaker:Failures", "integer"),
+    ({"Gateway__MaxWaitSeconds": "-1"}, "Gateway:MaxWaitSeconds", "greater than or equal to 0"),
 ])
 def test_invalid_configuration_fails_at_start_naming_the_key(sample_file, env, key, words):
     with pytest.raises(ConfigurationError) as caught:
         load_settings(json_path=sample_file, environ=env)
     assert caught.value.key == key
     assert words in caught.value.detail
+
+
+def test_a_bad_api_key_is_named_but_never_shown(sample_file):
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings(json_path=sample_file, environ={"AzureOpenAI__Services__AlphaOpenAI__ApiKey": "s3cr3t\r\n"})
+    assert "s3cr3t" not in str(caught.value)
+
+
+def test_failover_settings_from_the_environment(sample_file):
+    env = {"Gateway__MaxWaitSeconds": "1.5", "Gateway__MaxCooldownSeconds": "20",
+           "Gateway__CircuitBreaker__Failures": "3", "Gateway__CircuitBreaker__OpenSeconds": "15",
+           "AzureOpenAI__Services__AlphaOpenAI__Priority": "2", "AzureOpenAI__Services__AlphaOpenAI__Weight": "4"}
+    settings = load_settings(json_path=sample_file, environ=env)
+    gateway, alpha = settings.gateway, settings.azure_openai.services["AlphaOpenAI"]
+    assert (gateway.max_wait_seconds, gateway.max_cooldown_seconds) == (1.5, 20)
+    assert (gateway.circuit_breaker.failures, gateway.circuit_breaker.window_seconds,
+            gateway.circuit_breaker.open_seconds) == (3, 10, 15)
+    assert (alpha.priority, alpha.weight) == (2, 4)
+    assert settings.azure_openai.services["BetaOpenAi"].priority == 1
 
 
 def test_unreadable_json_file_is_named(tmp_path):
