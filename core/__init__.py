@@ -1,15 +1,18 @@
 """The gateway's shared core. Hosts (Functions, local server, gRPC) use only what is listed here."""
 
 from ._build import build_gateway
+from ._compat import RelayedStream, RelayResponse
 from ._conversation import parse_conversation
 from ._errors import (
     ConfigurationError,
     GatewayError,
     InvalidRequest,
+    NotFound,
     PayloadTooLarge,
     RateLimited,
     Unauthenticated,
     UpstreamError,
+    UpstreamResponse,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
@@ -28,13 +31,17 @@ __all__ = [
     "GatewayError",
     "InvalidRequest",
     "MemoryStateStore",
+    "NotFound",
     "PayloadTooLarge",
     "RateLimited",
+    "RelayResponse",
+    "RelayedStream",
     "SecretSource",
     "Settings",
     "StateStore",
     "Unauthenticated",
     "UpstreamError",
+    "UpstreamResponse",
     "UpstreamTimeout",
     "UpstreamUnavailable",
     "Usage",

@@ -14,11 +14,12 @@ from ._tokens import warm_up
 from .config import ServiceSettings, Settings
 from .state import MemoryStateStore, StateStore, TableLocation
 from .telemetry import GatewayMetrics
-from .upstream import TokenProvider, Upstream
+from .upstream import Relay, TokenProvider, Upstream
 
 log = logging.getLogger("core.build")
 
 UpstreamFactory = Callable[[str, ServiceSettings, Settings], Upstream]
+RelayFactory = Callable[[str, ServiceSettings], Relay]
 
 
 def build_gateway(
@@ -27,17 +28,22 @@ def build_gateway(
     registry: CollectorRegistry | None = None,
     state_store: StateStore | None = None,
     upstream_factory: UpstreamFactory | None = None,
+    relay_factory: RelayFactory | None = None,
 ) -> Gateway:
     """Wire the gateway from settings. Instances without endpoint or credentials are skipped."""
     registry = registry if registry is not None else CollectorRegistry()
-    factory = upstream_factory or _azure_upstreams()
+    tokens = _entra_tokens()
+    factory = upstream_factory or _azure_upstreams(tokens)
+    relay = relay_factory or _aiohttp_relays(tokens)
     upstreams: dict[str, Upstream] = {}
+    relays: dict[str, Relay] = {}
     for name, service in settings.azure_openai.services.items():
         problem = unusable_reason(service)
         if problem:
             log.warning("skipping Azure OpenAI instance %s: %s", name, problem)
             continue
         upstreams[name] = factory(name, service, settings)
+        relays[name] = relay(name, service)
     mappings = {}
     for tenant, target in settings.tenant_azure_openai_mappings.items():
         found = settings.service_named(target)
@@ -46,7 +52,8 @@ def build_gateway(
     store = state_store if state_store is not None else build_state_store(settings, registry=registry)
     router = Router(tuple(upstreams), mappings, store)
     warm_up()
-    return Gateway(settings, upstreams, router, metrics, registry, store, _background(settings, registry))
+    return Gateway(settings, upstreams, router, metrics, registry, store, _background(settings, registry),
+                   relays=relays)
 
 
 def unusable_reason(service: ServiceSettings) -> str:
@@ -59,20 +66,44 @@ def unusable_reason(service: ServiceSettings) -> str:
     return ""
 
 
-def _azure_upstreams() -> UpstreamFactory:
-    """Upstreams on the openai SDK; ``azuread`` instances share one Entra credential and its cache."""
+def _entra_tokens() -> Callable[[], TokenProvider]:
+    """One Entra credential (and its token cache) for every ``azuread`` instance, made on first need."""
     provider: TokenProvider | None = None
 
-    def factory(name: str, service: ServiceSettings, settings: Settings) -> Upstream:
-        from .upstream._azure_openai import COGNITIVE_SERVICES_SCOPE, AzureOpenAIUpstream
-
+    def get() -> TokenProvider:
         nonlocal provider
-        if service.type == "azuread" and provider is None:
+        if provider is None:
             from azure.identity.aio import DefaultAzureCredential, get_bearer_token_provider
 
+            from .upstream._azure_openai import COGNITIVE_SERVICES_SCOPE
+
             provider = get_bearer_token_provider(DefaultAzureCredential(), COGNITIVE_SERVICES_SCOPE)
-        tokens = provider if service.type == "azuread" else None
-        return AzureOpenAIUpstream(name, service, settings.chat_completions_options, token_provider=tokens)
+        return provider
+
+    return get
+
+
+def _azure_upstreams(tokens: Callable[[], TokenProvider]) -> UpstreamFactory:
+    """Upstreams on the openai SDK (the C# sample's routes)."""
+
+    def factory(name: str, service: ServiceSettings, settings: Settings) -> Upstream:
+        from .upstream._azure_openai import AzureOpenAIUpstream
+
+        provider = tokens() if service.type == "azuread" else None
+        return AzureOpenAIUpstream(name, service, settings.chat_completions_options, token_provider=provider)
+
+    return factory
+
+
+def _aiohttp_relays(tokens: Callable[[], TokenProvider]) -> RelayFactory:
+    """The compatible API's relays: every instance on one shared aiohttp session."""
+    from .upstream._relay import AiohttpRelay, SharedSession
+
+    session = SharedSession()
+
+    def factory(name: str, service: ServiceSettings) -> Relay:
+        provider = tokens() if service.type == "azuread" else None
+        return AiohttpRelay(name, service, session, token_provider=provider)
 
     return factory
 

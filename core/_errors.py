@@ -7,15 +7,30 @@ these classes to HTTP status / gRPC status code.
     GatewayError                     detail: str (safe to show a caller; never a secret)
     ├── ConfigurationError           invalid settings; names the key             -> 503 / UNAVAILABLE
     ├── InvalidRequest               the caller's input is wrong                 -> 400 / INVALID_ARGUMENT
-    │   └── PayloadTooLarge          body over the configured limit              -> 413 / INVALID_ARGUMENT
+    │   ├── PayloadTooLarge          body over the configured limit              -> 413 / INVALID_ARGUMENT
+    │   └── NotFound                 no such deployment (compatible API)         -> 404 / INVALID_ARGUMENT
     ├── Unauthenticated              missing or invalid credentials              -> 401 / UNAUTHENTICATED
     ├── RateLimited                  a limit stops the call; retry_after seconds -> 429 / RESOURCE_EXHAUSTED
     └── UpstreamError                Azure OpenAI failed                          -> 502 / UNAVAILABLE
         ├── UpstreamUnavailable      no instance reachable or all cooling down   -> 503 / UNAVAILABLE
         └── UpstreamTimeout          the upstream did not answer in time          -> 504 / DEADLINE_EXCEEDED
+
+An error raised from an upstream's own answer (429, 5xx) carries it in ``upstream_response`` so the
+compatible API can pass Azure's status and body through when no other instance could serve.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamResponse:
+    """An upstream's error answer as it came: status, the headers worth passing on, the body."""
+
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
 
 
 class GatewayError(Exception):
@@ -27,6 +42,7 @@ class GatewayError(Exception):
 
     title = "Gateway error"
     retry_after: float | None = None
+    upstream_response: UpstreamResponse | None = None
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
@@ -47,6 +63,10 @@ class InvalidRequest(GatewayError):
 
 class PayloadTooLarge(InvalidRequest):
     title = "Request body too large"
+
+
+class NotFound(InvalidRequest):
+    title = "Not found"
 
 
 class Unauthenticated(GatewayError):

@@ -9,6 +9,14 @@ from typing import Protocol, TypeVar
 
 from prometheus_client import CollectorRegistry, generate_latest
 
+from ._compat import (
+    DeploymentCatalog,
+    RelayedStream,
+    RelayRequest,
+    RelayResponse,
+    fallback_usage,
+    parse_request,
+)
 from ._conversation import parse_conversation, truncate, with_system_prompt
 from ._errors import (
     GatewayError,
@@ -23,12 +31,15 @@ from ._values import ChatMessage, Completion, Method, Usage
 from .config import Settings
 from .state import StateStore
 from .telemetry import GatewayMetrics
-from .upstream import Upstream, UpstreamStream
+from .upstream import Operation, Relay, Upstream, UpstreamStream
 
 log = logging.getLogger("core.gateway")
 
 DEFAULT_CONTEXT_TOKENS = 4096  # the C# sample's default when ChatCompletionsOptions:MaxTokens is unset
 T = TypeVar("T")
+# The compatible API sends the caller's own body: _with_failover's prompt preparation gets a trivial
+# system message (so no SystemPrompt is added and nothing needs truncating).
+_NO_PROMPT = (ChatMessage("system", ""),)
 
 
 class Background(Protocol):
@@ -51,6 +62,7 @@ class Gateway:
         registry: CollectorRegistry,
         store: StateStore,
         background: Sequence[Background] = (),
+        relays: Mapping[str, Relay] | None = None,
     ) -> None:
         self._settings = settings
         self._registry = registry
@@ -59,6 +71,8 @@ class Gateway:
         self._router = router
         self._store = store
         self._background = tuple(background)
+        self._relays = dict(relays or {})
+        self._catalog = DeploymentCatalog(settings, self._relays)
         self._started = False
 
     @property
@@ -112,6 +126,48 @@ class Gateway:
 
         return await self._with_failover(tenant, messages, call)
 
+    async def relay(
+        self, tenant: str, operation: Operation, body: bytes, *, deployment: str | None = None,
+        api_version: str | None = None,
+    ) -> RelayResponse:
+        """The compatible API: the caller's body, passed through to an instance serving ``deployment``
+        (else the body's ``model``), with chat's routing and failover; billed once when it succeeds.
+
+        Raises :class:`NotFound` for an unknown deployment, :class:`InvalidRequest` for a body the
+        gateway cannot read, and the failover's last error (with ``upstream_response`` when Azure sent one).
+        """
+        request = parse_request(body, operation, deployment, api_version)
+        serving = self._catalog.serving(request.deployment)
+        # Limits (issue 11) admit here on request.estimate() and settle in _bill with the real usage.
+
+        async def call(upstream: Upstream, _: tuple[ChatMessage, ...], retry: bool) -> RelayResponse:
+            return await self._relay_once(tenant, request, upstream.name, serving[upstream.name], retry,
+                                          api_version)
+
+        return await self._with_failover(tenant, _NO_PROMPT, call, among=frozenset(serving))
+
+    async def _relay_once(
+        self, tenant: str, request: RelayRequest, name: str, own: str, retry: bool, api_version: str | None
+    ) -> RelayResponse:
+        relay = self._relays[name]
+        if request.stream:
+            stream = await relay.open_stream(own, request.operation, request.body, api_version=api_version,
+                                             keep_usage_event=not request.usage_added, retry=retry)
+            if stream.status >= 300:  # the caller's 4xx, whole
+                try:
+                    body = b"".join([part async for part in stream])
+                finally:
+                    await stream.aclose()
+                return RelayResponse(stream.status, stream.headers, name, body=body)
+            relayed = RelayedStream(name, request, stream, lambda done: self._bill(tenant, "stream", done))
+            return RelayResponse(stream.status, stream.headers, name, stream=relayed)
+        reply = await relay.post(own, request.operation, request.body, api_version=api_version, retry=retry)
+        if reply.status >= 300:
+            return RelayResponse(reply.status, reply.headers, name, body=reply.body)
+        usage = reply.usage or fallback_usage(request, reply.body)
+        self._bill(tenant, request.method, Completion("", name, usage, reply.usage is not None))
+        return RelayResponse(reply.status, reply.headers, name, body=reply.body, usage=usage)
+
     def _bill(self, tenant: str, method: Method, completion: Completion) -> None:
         """The one place a finished chat or stream is accounted for."""
         self._metrics.tokens.record(completion.instance, tenant, method, completion.usage)
@@ -119,7 +175,8 @@ class Gateway:
     async def aclose(self) -> None:
         for task in self._background:
             await task.aclose()
-        await asyncio.gather(*(u.aclose() for u in self._upstreams.values()))
+        await asyncio.gather(*(u.aclose() for u in self._upstreams.values()),
+                             *(r.aclose() for r in self._relays.values()))
         await self._store.aclose()
 
     async def _with_failover(
@@ -127,8 +184,9 @@ class Gateway:
         tenant: str,
         messages: Sequence[ChatMessage],
         call: Callable[[Upstream, tuple[ChatMessage, ...], bool], Awaitable[T]],
+        among: frozenset[str] | None = None,  # compatible API: the instances serving the deployment
     ) -> T:
-        candidates = await self._router.candidates(tenant)
+        candidates = await self._router.candidates(tenant, among=among)
         if not candidates:
             raise UpstreamUnavailable(
                 "no Azure OpenAI instance is configured; set AzureOpenAI:Services:<Name>:Endpoint"

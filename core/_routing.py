@@ -8,7 +8,7 @@ and uses it again afterwards. When every instance is cooling down, all are tried
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 
 from .state import StateStore
 
@@ -34,16 +34,21 @@ class Router:
     def instances(self) -> tuple[str, ...]:
         return self._instances
 
-    async def candidates(self, tenant: str) -> tuple[str, ...]:
-        """Instances to try, in order: the first is the choice, the rest are failover."""
+    async def candidates(self, tenant: str, *, among: Collection[str] | None = None) -> tuple[str, ...]:
+        """Instances to try, in order: the first is the choice, the rest are failover.
+
+        ``among`` (the compatible API: the instances serving a deployment) narrows the choice: the
+        tenant's own instance when it is among them, else round-robin over them.
+        """
         own = self._mappings.get(tenant)
-        if own is not None:
+        if own is not None and (among is None or own in among):
             return (own,)
-        if not self._instances:
+        instances = self._instances if among is None else tuple(n for n in self._instances if n in among)
+        if not instances:
             return ()
         now = self._clock()
-        healthy = [n for n in self._instances if self._cooling_until.get(n, 0.0) <= now]
-        pool = healthy or list(self._instances)
+        healthy = [n for n in instances if self._cooling_until.get(n, 0.0) <= now]
+        pool = healthy or list(instances)
         slot = await self._store.next_slot(POOL)
         start = slot % len(pool)
         return tuple(pool[start:] + pool[:start])

@@ -59,6 +59,8 @@ class ServiceSettings(_Section):
     max_response_tokens: int = Field(default=1000, ge=1)
     max_retries: int = Field(default=3, ge=0, le=10)
     timeout_seconds: float = Field(default=60.0, gt=0)
+    # Compatible API: <client deployment name> (matched case-insensitively) -> this instance's deployment.
+    deployments: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("type", mode="before")
     @classmethod
