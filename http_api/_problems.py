@@ -11,6 +11,7 @@ from core import (
     ConfigurationError,
     GatewayError,
     InvalidRequest,
+    NotFound,
     PayloadTooLarge,
     RateLimited,
     Unauthenticated,
@@ -24,6 +25,7 @@ PROBLEM_TYPE = "application/problem+json"
 # Most specific first: the first matching class decides the status.
 STATUS: tuple[tuple[type[GatewayError], int], ...] = (
     (PayloadTooLarge, 413),
+    (NotFound, 404),
     (InvalidRequest, 400),
     (Unauthenticated, 401),
     (RateLimited, 429),
