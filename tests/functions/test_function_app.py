@@ -24,6 +24,10 @@ EXPECTED = {
     "echo": ("openai/echo", ["GET"], func.AuthLevel.FUNCTION),
     "chat": ("openai/chat", ["POST"], func.AuthLevel.FUNCTION),
     "stream": ("openai/stream", ["POST"], func.AuthLevel.FUNCTION),
+    "deployment_chat": ("openai/deployments/{deployment}/chat/completions", ["POST"], func.AuthLevel.FUNCTION),
+    "deployment_embeddings": ("openai/deployments/{deployment}/embeddings", ["POST"], func.AuthLevel.FUNCTION),
+    "v1_chat": ("openai/v1/chat/completions", ["POST"], func.AuthLevel.FUNCTION),
+    "v1_embeddings": ("openai/v1/embeddings", ["POST"], func.AuthLevel.FUNCTION),
     "metrics": ("metrics", ["GET"], func.AuthLevel.FUNCTION),
     "healthz": ("healthz", ["GET"], func.AuthLevel.ANONYMOUS),
 }
@@ -116,3 +120,22 @@ async def test_handlers_answer_as_the_worker_calls_them(function_app):
     assert "".join(json.loads(b"".join(p if isinstance(p, bytes) else p.encode() for p in parts)))
     assert b'openai_total_tokens_total{method_name="chat",openai_name="alphaopenai",tenant_name="contoso"}' \
         in metrics.body
+
+
+async def test_compatible_api_handlers_answer_as_the_worker_calls_them(function_app):
+    functions = {f.get_function_name(): f.get_user_function() for f in function_app.app.get_functions()}
+    chat = await functions["deployment_chat"](make_request(
+        "POST", "/openai/deployments/gpt-35-turbo-16k/chat/completions", "api-version=2024-10-21",
+        b'{"messages":[{"role":"user","content":"hi"}]}', {"content-type": "application/json", "x-tenant": "contoso"}))
+    stream = await functions["v1_chat"](make_request(
+        "POST", "/openai/v1/chat/completions", "",
+        b'{"model":"gpt-35-turbo-16k","stream":true,"messages":[{"role":"user","content":"hi"}]}',
+        {"content-type": "application/json", "x-tenant": "fabrikam"}))
+    events = b"".join([p if isinstance(p, bytes) else p.encode() async for p in stream.body_iterator])
+    unknown = await functions["v1_embeddings"](make_request(
+        "POST", "/openai/v1/embeddings", "", b'{"model":"nope","input":"x"}', {"x-tenant": "contoso"}))
+    assert chat.status_code == 200 and json.loads(chat.body)["choices"][0]["message"]["content"]
+    assert chat.headers["x-gateway-instance"] == "AlphaOpenAI"
+    assert stream.status_code == 200 and stream.headers["x-gateway-instance"] == "BetaOpenAI"
+    assert events.endswith(b"data: [DONE]\n\n") and b'"usage":{' not in events  # usage chunk kept back
+    assert unknown.status_code == 404 and "'nope'" in json.loads(unknown.body)["error"]["message"]
