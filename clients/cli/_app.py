@@ -10,6 +10,7 @@ from typing import Annotated, TypeVar
 
 import typer
 
+from clients.cli._compat_cmd import compat_chat, compat_embed
 from clients.cli._interactive import run_interactive
 from clients.cli._model import Reply, RequestFailed
 from clients.cli._options import (
@@ -204,6 +205,8 @@ def interactive(
 
 
 app.command()(traffic)
+app.command("compat-chat")(compat_chat)
+app.command("compat-embed")(compat_embed)
 
 
 def main() -> None:
