@@ -60,3 +60,12 @@ async def test_a_shorter_cool_down_does_not_cut_a_longer_one() -> None:
     router.cool_down("alpha", 1.0)
     clock.now += 2.0
     assert all(["alpha" not in await router.candidates("acme") for _ in range(3)])
+
+
+async def test_among_narrows_the_choice_and_keeps_the_mapping_when_it_serves() -> None:
+    router = _router(Clock(), {"contoso": "beta"})
+    assert await router.candidates("contoso", among={"beta", "gamma"}) == ("beta",)
+    # the tenant's own instance does not serve it: round-robin over those that do
+    picks = {await router.candidates("contoso", among={"alpha", "gamma"}) for _ in range(2)}
+    assert picks == {("alpha", "gamma"), ("gamma", "alpha")}
+    assert await router.candidates("acme", among=set()) == ()
