@@ -41,6 +41,9 @@ def check_tools(body: dict[str, Any]) -> tuple[tuple[dict[str, Any], ...], Any, 
         isinstance(choice, dict) and isinstance((choice.get("function") or {}).get("name"), str)
     ):
         raise InvalidRequest("'tool_choice' must be none, auto, required or a named function.", "tool_choice")
+    if isinstance(choice, dict) and choice["function"]["name"] not in {t["function"]["name"] for t in tools}:
+        raise InvalidRequest(f"tool_choice names '{choice['function']['name']}', which is not in 'tools'.",
+                             "tool_choice")
     fmt = body.get("response_format")
     if fmt is not None and not (isinstance(fmt, dict) and fmt.get("type") in ("text", "json_object", "json_schema")):
         raise InvalidRequest("'response_format.type' must be text, json_object or json_schema.", "response_format")
@@ -53,9 +56,7 @@ def tool_call(tools: tuple[dict[str, Any], ...], choice: Any, messages: list[dic
         return None
     if isinstance(choice, dict):
         wanted = choice["function"]["name"]
-        function = next((t["function"] for t in tools if t["function"]["name"] == wanted), None)
-        if function is None:
-            raise InvalidRequest(f"tool_choice names '{wanted}', which is not in 'tools'.", "tool_choice")
+        function = next(t["function"] for t in tools if t["function"]["name"] == wanted)  # checked already
     elif choice == "required" or messages[-1].get("role") == "user":
         function = tools[0]["function"]
     else:
