@@ -52,6 +52,16 @@ async def v1_embeddings(req: Request) -> Response:
     return await compat.v1_embeddings(req)
 
 
+@app.route(route="openai/v1/responses", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+async def v1_responses(req: Request) -> Response:
+    return await compat.responses(req)
+
+
+@app.route(route="openai/responses", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+async def responses(req: Request) -> Response:
+    return await compat.responses(req)
+
+
 @app.route(route="metrics", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 async def metrics(req: Request) -> Response:
     return await handlers.metrics(req)

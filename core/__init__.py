@@ -21,6 +21,7 @@ from ._values import ChatMessage, Completion, Usage
 from .access import resolve_tenant
 from .config import SecretSource, Settings, load_settings
 from .state import MemoryStateStore, StateStore
+from .upstream import Operation
 
 __all__ = [
     "ChatMessage",
@@ -32,6 +33,7 @@ __all__ = [
     "InvalidRequest",
     "MemoryStateStore",
     "NotFound",
+    "Operation",
     "PayloadTooLarge",
     "RateLimited",
     "RelayResponse",

@@ -65,6 +65,12 @@ class RelayRequest:
     usage_added: bool  # the gateway asked for the usage event: keep it from the caller
     document: dict[str, Any]
 
+    def body_for(self, instance_deployment: str) -> bytes:
+        """The bytes for one instance: the Responses API names the deployment in ``model``."""
+        if self.operation != "responses" or self.document.get("model") == instance_deployment:
+            return self.body
+        return orjson.dumps({**self.document, "model": instance_deployment})
+
     @property
     def method(self) -> Method:
         if self.operation == "embeddings":
@@ -92,18 +98,19 @@ def parse_request(
         raise InvalidRequest(f"We could not parse the JSON body of your request: {exc}") from None
     if not isinstance(document, dict):
         raise InvalidRequest("The request body must be a JSON object.")
-    if deployment is None:
+    if deployment is None or operation == "responses":
         model = document.get("model")
         if not isinstance(model, str) or not model.strip():
             raise InvalidRequest("'model' is required: the name of the deployment to use")
         deployment = model
     stream = document.get("stream", False)
-    if not isinstance(stream, bool) or (stream and operation != "chat/completions"):
-        raise InvalidRequest("'stream' must be a boolean (and is only allowed for chat completions)")
+    if not isinstance(stream, bool) or (stream and operation == "embeddings"):
+        raise InvalidRequest("'stream' must be a boolean (and is not allowed for embeddings)")
     options = document.get("stream_options")
     if options is not None and not isinstance(options, dict):
         raise InvalidRequest("'stream_options' must be an object")
-    usage_added = stream and not (options or {}).get("include_usage")
+    # The Responses API always ends a stream with its usage (response.completed): nothing to add.
+    usage_added = stream and operation == "chat/completions" and not (options or {}).get("include_usage")
     if usage_added:
         body = _with_include_usage(body, document)
     return RelayRequest(operation, deployment, body, stream, usage_added, document)
@@ -129,7 +136,9 @@ def prompt_tokens(document: Mapping[str, Any]) -> int:
                 total += TOKENS_PER_MESSAGE + sum(count_text(t) for t in _texts(message.get("content")))
                 total += count_text(str(message.get("role", "")))
         return total
-    return sum(count_text(t) for t in _texts(document.get("input")))
+    instructions = document.get("instructions")
+    extra = count_text(instructions) if isinstance(instructions, str) else 0
+    return extra + sum(count_text(t) for t in _texts(document.get("input")))
 
 
 def _texts(value: object) -> list[str]:
@@ -142,6 +151,8 @@ def _texts(value: object) -> list[str]:
                 out.append(item)
             elif isinstance(item, dict) and isinstance(item.get("text"), str):
                 out.append(item["text"])
+            elif isinstance(item, dict) and "content" in item:  # a Responses API input message
+                out.extend(_texts(item["content"]))
             elif isinstance(item, int):
                 out.append(" ")  # a token id: one token
         return out
@@ -209,5 +220,9 @@ def fallback_usage(request: RelayRequest, answer: bytes) -> Usage:
         text = "".join(
             str((choice.get("message") or {}).get("content") or "")
             for choice in document.get("choices") or () if isinstance(choice, dict)
+        ) + "".join(  # the Responses API's output items
+            str(part.get("text") or "")
+            for item in document.get("output") or () if isinstance(item, dict)
+            for part in item.get("content") or () if isinstance(part, dict)
         )
     return Usage(prompt_tokens(request.document), count_text(text))

@@ -151,7 +151,7 @@ class Gateway:
     ) -> RelayResponse:
         relay = self._relays[name]
         if request.stream:
-            stream = await relay.open_stream(own, request.operation, request.body, api_version=api_version,
+            stream = await relay.open_stream(own, request.operation, request.body_for(own), api_version=api_version,
                                              keep_usage_event=not request.usage_added, retry=retry)
             if stream.status >= 300:  # the caller's 4xx, whole
                 try:
@@ -161,7 +161,8 @@ class Gateway:
                 return RelayResponse(stream.status, stream.headers, name, body=body)
             relayed = RelayedStream(name, request, stream, lambda done: self._bill(tenant, "stream", done))
             return RelayResponse(stream.status, stream.headers, name, stream=relayed)
-        reply = await relay.post(own, request.operation, request.body, api_version=api_version, retry=retry)
+        reply = await relay.post(own, request.operation, request.body_for(own), api_version=api_version,
+                                 retry=retry)
         if reply.status >= 300:
             return RelayResponse(reply.status, reply.headers, name, body=reply.body)
         usage = reply.usage or fallback_usage(request, reply.body)

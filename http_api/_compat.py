@@ -1,8 +1,9 @@
 """The Azure OpenAI-compatible API: the official SDKs' routes, bodies passed through.
 
 ``/openai/deployments/{deployment}/chat/completions|embeddings?api-version=...`` (what
-``AzureOpenAI(azure_endpoint=<gateway>)`` calls) and ``/openai/v1/chat/completions|embeddings``
-(``OpenAI(base_url=<gateway>/openai/v1)``, the deployment in ``model``). Errors the gateway decides
+``AzureOpenAI(azure_endpoint=<gateway>)`` calls), ``/openai/v1/chat/completions|embeddings``
+(``OpenAI(base_url=<gateway>/openai/v1)``, the deployment in ``model``) and the Responses API
+(``/openai/v1/responses``, ``/openai/responses``). Errors the gateway decides
 use Azure's ``{"error": {"code", "message"}}`` so SDK exceptions carry the message; an upstream's
 own error (429, 5xx) passes through with its status, body and retry headers.
 """
@@ -19,7 +20,7 @@ import orjson
 from fastapi import Request, Response
 from fastapi.responses import StreamingResponse
 
-from core import Gateway, GatewayError, InvalidRequest, PayloadTooLarge, RelayedStream
+from core import Gateway, GatewayError, InvalidRequest, Operation, PayloadTooLarge, RelayedStream
 
 from ._handlers import GatewayProvider, _tenant
 from ._problems import status_for
@@ -50,18 +51,20 @@ class CompatHandlers:
     async def v1_embeddings(self, request: Request) -> Response:
         return await self._relay(request, "embeddings", by_path=False)
 
-    async def _relay(self, request: Request, operation: str, *, by_path: bool) -> Response:
+    async def responses(self, request: Request) -> Response:
+        """``/openai/v1/responses`` and ``/openai/responses?api-version=`` (AzureOpenAI's ``responses``)."""
+        return await self._relay(request, "responses", by_path=False)
+
+    async def _relay(self, request: Request, operation: Operation, *, by_path: bool) -> Response:
         gateway = await self._provider()
         started = time.perf_counter()
-        route = "compat_embeddings" if operation == "embeddings" else "compat_chat"
+        route = f"compat_{operation.partition('/')[0]}"
         try:
             tenant = _tenant(request)  # the one place the caller's identity is read (issue 10 replaces it)
             deployment = _deployment(request) if by_path else None
             body = await _read_body(request, gateway.max_body_bytes)
-            answer = await gateway.relay(
-                tenant, "embeddings" if operation == "embeddings" else "chat/completions", body,
-                deployment=deployment, api_version=request.query_params.get("api-version"),
-            )
+            answer = await gateway.relay(tenant, operation, body, deployment=deployment,
+                                         api_version=request.query_params.get("api-version"))
         except GatewayError as exc:
             response = error_response(exc)
             gateway.observe_request(route, response.status_code, time.perf_counter() - started)

@@ -113,6 +113,8 @@ def _add_compat_routes(app: FastAPI, compat: CompatHandlers) -> None:
     body = {"required": True, "content": {"application/json": {"schema": _PASS_THROUGH}}}
     chat_ok = {"200": {"description": "chat.completion JSON, or SSE chunks when stream is true",
                        "content": {"application/json": {}, "text/event-stream": {}}}, **_COMPAT_ERRORS}
+    responses_ok = {"200": {"description": "response object, or its events when stream is true",
+                            "content": {"application/json": {}, "text/event-stream": {}}}, **_COMPAT_ERRORS}
     embed_ok = {"200": {"description": "embeddings list", "content": {"application/json": {}}},
                 **_COMPAT_ERRORS}
     for path, handler, params, responses, summary in (
@@ -123,6 +125,9 @@ def _add_compat_routes(app: FastAPI, compat: CompatHandlers) -> None:
         ("/openai/v1/chat/completions", compat.v1_chat, [], chat_ok,
          "OpenAI v1 chat completions (deployment in model)"),
         ("/openai/v1/embeddings", compat.v1_embeddings, [], embed_ok, "OpenAI v1 embeddings (deployment in model)"),
+        ("/openai/v1/responses", compat.responses, [], responses_ok, "Responses API (deployment in model)"),
+        ("/openai/responses", compat.responses, [version], responses_ok,
+         "Responses API, the path AzureOpenAI's client.responses uses (deployment in model)"),
     ):
         app.add_api_route(path, handler, methods=["POST"], summary=summary, tags=["Azure OpenAI-compatible"],
                           openapi_extra={"parameters": [*params, *_TENANT_PARAMS], "requestBody": body,

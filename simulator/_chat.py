@@ -22,6 +22,7 @@ from simulator._embeddings import response_body as embeddings_body
 from simulator._faults import FaultQueue
 from simulator._ratelimit import Admission, SlidingWindowLimiter
 from simulator._request import ChatRequest, InvalidRequest, parse_chat_request
+from simulator._responses import response_object, stream_events, to_chat
 from simulator._stats import StatsRecorder
 from simulator._stream import StreamPlan, write_stream
 from simulator._text import Completion, TextGenerator, TokenCounter, completion_key
@@ -67,6 +68,55 @@ class ChatService:
 
     async def handle_embeddings(self, request: web.Request) -> web.StreamResponse:
         return await self._serve(request, self._embeddings)
+
+    async def handle_responses(self, request: web.Request) -> web.StreamResponse:
+        """The Responses API: the deployment is the body's ``model``."""
+        if not self._authorized(request):
+            self._stats.request(None)
+            self._stats.status(None, 401)
+            return azure.error_response(401, "401", azure.MSG_UNAUTHORIZED)
+        try:
+            name, body = to_chat(orjson.loads(await request.read()))
+            chat = parse_chat_request(orjson.dumps(body))
+        except orjson.JSONDecodeError:
+            return azure.bad_request("We could not parse the JSON body of your request.")
+        except InvalidRequest as exc:
+            return azure.bad_request(str(exc), exc.param)
+        deployment = self._config.deployment(name)
+        known = name if deployment is not None else None
+        self._stats.request(known)
+        response = await self._responses(request, chat, deployment)
+        self._stats.status(known, response.status)
+        return response
+
+    async def _responses(
+        self, request: web.Request, chat: ChatRequest, deployment: DeploymentConfig | None
+    ) -> web.StreamResponse:
+        if deployment is None:
+            return azure.error_response(404, "DeploymentNotFound", azure.MSG_DEPLOYMENT_NOT_FOUND)
+        api_version = request.query.get("api-version", "v1")
+        fault = self._faults.take(deployment.name) if self._faults else None
+        if fault is not None:
+            self._stats.fault(deployment.name)
+            faulted = await self._apply_fault(fault, False, api_version)
+            if faulted is not None:
+                return faulted
+        plan = self._plan(chat)
+        admission = self._limiters[deployment.name].admit(plan.prompt_tokens + plan.completion_tokens)
+        headers = _limit_headers(admission)
+        if not admission.allowed:
+            headers.update(azure.retry_headers(admission.retry_after_ms))
+            message = azure.throttled_message(api_version, admission.exceeded, admission.retry_after_ms)
+            return azure.error_response(429, "429", message, headers=headers)
+        headers["x-request-id"] = request_id = secrets.token_hex(16)
+        ident, created, text = f"resp_{request_id}", int(time.time()), plan.completions[0].text
+        prompt, completion = plan.prompt_tokens, plan.completions[0].completion_tokens
+        self._stats.usage(deployment.name, prompt, completion, reported=True)
+        if chat.stream:
+            events = stream_events(ident, created, deployment.model, text, prompt, completion)
+            return web.Response(body=events, content_type="text/event-stream", headers=headers)
+        body = response_object(ident, created, deployment.model, text, prompt, completion)
+        return web.Response(body=azure.dumps(body), content_type="application/json", headers=headers)
 
     async def _serve(self, request: web.Request, inner: _Handler) -> web.StreamResponse:
         name = request.match_info["deployment"]

@@ -50,8 +50,9 @@ class Upstream(Protocol):
     async def aclose(self) -> None: ...
 
 
-Operation = Literal["chat/completions", "embeddings"]
-"""What the compatible API relays: the path after ``/openai/deployments/{deployment}/``."""
+Operation = Literal["chat/completions", "embeddings", "responses"]
+"""What the compatible API relays: the path after ``/openai/deployments/{deployment}/``, or the
+Responses API (``/openai/v1/responses``, the deployment in the body's ``model``)."""
 
 
 @dataclass(frozen=True, slots=True)

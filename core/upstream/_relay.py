@@ -85,6 +85,7 @@ class AiohttpRelay:
         if self._tokens is None:
             self._headers["api-key"] = settings.api_key.get_secret_value()
         self._base = settings.endpoint.rstrip("/") + "/openai/deployments/"
+        self._responses = URL(settings.endpoint.rstrip("/") + "/openai/v1/responses", encoded=True)
         self._urls: dict[tuple[str, str, str], URL] = {}
         seconds = settings.timeout_seconds
         self._timeout = aiohttp.ClientTimeout(total=seconds, sock_connect=min(10.0, seconds))
@@ -117,6 +118,8 @@ class AiohttpRelay:
         await self._session.aclose()
 
     def _url(self, deployment: str, operation: Operation, api_version: str | None) -> URL:
+        if operation == "responses":  # the v1 API: no api-version, the deployment is the body's model
+            return self._responses
         version = api_version or self._settings.version
         key = (deployment, operation, version)
         url = self._urls.get(key)
@@ -234,7 +237,11 @@ class SseRelayStream:
                 chunk = orjson.loads(payload)
             except orjson.JSONDecodeError:
                 continue
-            for choice in chunk.get("choices") or () if isinstance(chunk, dict) else ():
+            if not isinstance(chunk, dict):
+                continue
+            if chunk.get("type") == "response.output_text.delta" and isinstance(chunk.get("delta"), str):
+                parts.append(chunk["delta"])  # the Responses API
+            for choice in chunk.get("choices") or ():
                 delta = choice.get("delta") if isinstance(choice, dict) else None
                 if isinstance(delta, dict) and isinstance(delta.get("content"), str):
                     parts.append(delta["content"])
@@ -251,7 +258,7 @@ class SseRelayStream:
             event, start = ready[start:match.end()], match.end()
             payload = _data(event)
             chunk = _loads(payload) if payload is not None and _USAGE.search(payload) else None
-            usage = _usage(chunk.get("usage")) if chunk is not None else None
+            usage = _event_usage(chunk) if chunk is not None else None
             if usage is not None and chunk is not None:
                 self.usage = usage
                 if not self._keep and not chunk.get("choices"):
@@ -300,10 +307,20 @@ def json_usage(body: bytes) -> Usage | None:
 
 
 def _usage(value: object) -> Usage | None:
-    if isinstance(value, dict) and isinstance(value.get("prompt_tokens"), int):
-        completion = value.get("completion_tokens")
-        return Usage(value["prompt_tokens"], completion if isinstance(completion, int) else 0)
+    """Chat / embeddings usage (prompt_tokens, completion_tokens) or the Responses API's (input, output)."""
+    if not isinstance(value, dict):
+        return None
+    for prompt_key, completion_key in (("prompt_tokens", "completion_tokens"), ("input_tokens", "output_tokens")):
+        if isinstance(value.get(prompt_key), int):
+            completion = value.get(completion_key)
+            return Usage(value[prompt_key], completion if isinstance(completion, int) else 0)
     return None
+
+
+def _event_usage(chunk: dict[str, object]) -> Usage | None:
+    """A chat chunk's ``usage``, or a Responses ``response.completed`` event's ``response.usage``."""
+    response = chunk.get("response")
+    return _usage(chunk.get("usage")) or (_usage(response.get("usage")) if isinstance(response, dict) else None)
 
 
 def _loads(raw: bytes) -> dict[str, object] | None:

@@ -28,6 +28,8 @@ EXPECTED = {
     "deployment_embeddings": ("openai/deployments/{deployment}/embeddings", ["POST"], func.AuthLevel.FUNCTION),
     "v1_chat": ("openai/v1/chat/completions", ["POST"], func.AuthLevel.FUNCTION),
     "v1_embeddings": ("openai/v1/embeddings", ["POST"], func.AuthLevel.FUNCTION),
+    "v1_responses": ("openai/v1/responses", ["POST"], func.AuthLevel.FUNCTION),
+    "responses": ("openai/responses", ["POST"], func.AuthLevel.FUNCTION),
     "metrics": ("metrics", ["GET"], func.AuthLevel.FUNCTION),
     "healthz": ("healthz", ["GET"], func.AuthLevel.ANONYMOUS),
 }

@@ -251,3 +251,29 @@ async def test_gateway_requests_are_counted_per_compat_route(stack):
     assert samples[("gateway_requests_total", (("route", "compat_chat"), ("status", "200")))] == 1
     assert samples[("gateway_requests_total", (("route", "compat_embeddings"), ("status", "404")))] == 1
     await client.close()
+
+
+async def test_responses_api_v1_and_azure_paths_json_and_stream_billed_exactly(stack):
+    client = v1(stack)
+    reply = await client.responses.create(model="chat", input="Tell me about Milan", instructions="Be brief")
+    assert reply.output_text and reply.usage is not None  # "chat" was rewritten to the instance's deployment
+    stream = await client.responses.create(model=DEPLOYMENT, input=[{"role": "user", "content": "Hi"}], stream=True)
+    text, streamed = "", None
+    async for event in stream:
+        if event.type == "response.output_text.delta":
+            text += event.delta
+        elif event.type == "response.completed":
+            streamed = event.response.usage
+    assert text and streamed is not None
+    azure_client = openai.AsyncAzureOpenAI(azure_endpoint=stack.url, api_key=CALLER_KEY,
+                                           api_version="2025-04-01-preview", default_headers={"X-Tenant": "contoso"})
+    again = await azure_client.responses.create(model=DEPLOYMENT, input="x")  # POST /openai/responses
+    chat = (reply.usage.input_tokens + again.usage.input_tokens, reply.usage.output_tokens + again.usage.output_tokens)
+    assert await billed(stack, "alphaopenai", "contoso", "chat") == (*chat, sum(chat))
+    assert await billed(stack, "alphaopenai", "contoso", "stream") == (
+        streamed.input_tokens, streamed.output_tokens, streamed.total_tokens)
+    assert reported(stack, "AlphaOpenAI")[2] == sum(chat) + streamed.total_tokens
+    with pytest.raises(openai.NotFoundError, match="gpt-9"):
+        await client.responses.create(model="gpt-9", input="x")
+    await client.close()
+    await azure_client.close()

@@ -77,3 +77,20 @@ async def test_streamed_tool_call_arguments_add_up(client):
     assert set(json.loads(arguments)) == {"guests", "city", "terrace"}
     assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["tool_calls"]
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
+
+
+async def test_responses_api_on_both_paths_with_usage(sim, client, tokens: TokenMath):
+    v1 = openai.AsyncOpenAI(base_url=f"{sim.url}openai/v1", api_key="unused",
+                            default_headers={"api-key": "sim-key-alpha"}, max_retries=0)
+    reply = await v1.responses.create(model=DEPLOYMENT, input="Tell me about Milan", max_output_tokens=5)
+    assert reply.output_text and reply.usage is not None and reply.usage.output_tokens <= 5
+    expected_prompt = tokens.prompt([{"role": "user", "content": "Tell me about Milan"}])
+    assert reply.usage.input_tokens == expected_prompt
+    events = [e async for e in await client.responses.create(model=DEPLOYMENT, input="Hi", stream=True)]
+    assert events[0].type == "response.created" and events[-1].type == "response.completed"
+    text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert text == events[-1].response.output_text
+    with pytest.raises(openai.NotFoundError):
+        await v1.responses.create(model="nope", input="x")
+    assert sim.stats.reported.total_tokens == reply.usage.total_tokens + events[-1].response.usage.total_tokens
+    await v1.close()
