@@ -252,19 +252,23 @@ class SseRelayStream:
         self._response.close()
 
     def _take_usage(self, ready: bytes) -> bytes:
-        kept: list[bytes] = []
-        start = 0
-        for match in _BOUNDARY.finditer(ready):
-            event, start = ready[start:match.end()], match.end()
-            payload = _data(event)
-            chunk = _loads(payload) if payload is not None and _USAGE.search(payload) else None
+        """Read the usage event(s) in ``ready``; only those events are looked at, never the others."""
+        position = 0
+        while (match := _USAGE.search(ready, position)) is not None:
+            start = _event_start(ready, match.start())
+            boundary = _BOUNDARY.search(ready, match.end())
+            end = boundary.end() if boundary is not None else len(ready)
+            payload = _data(ready[start:end])
+            chunk = _loads(payload) if payload is not None else None
             usage = _event_usage(chunk) if chunk is not None else None
             if usage is not None and chunk is not None:
                 self.usage = usage
                 if not self._keep and not chunk.get("choices"):
+                    ready = ready[:start] + ready[end:]
+                    position = start
                     continue
-            kept.append(event)
-        return b"".join(kept)
+            position = end
+        return ready
 
 
 def passed_headers(headers: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
@@ -336,6 +340,12 @@ def _data(event: bytes) -> bytes | None:
         if line.startswith(b"data:"):
             return line[5:].strip()
     return None
+
+
+def _event_start(buffer: bytes, position: int) -> int:
+    """Where the event holding ``position`` starts: just after the boundary before it (or 0)."""
+    lf, crlf = buffer.rfind(b"\n\n", 0, position), buffer.rfind(b"\r\n\r\n", 0, position)
+    return max(lf + 2 if lf >= 0 else 0, crlf + 4 if crlf >= 0 else 0)
 
 
 def _last_boundary(buffer: bytes) -> int:

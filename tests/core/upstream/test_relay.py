@@ -39,6 +39,8 @@ async def upstream() -> AsyncIterator[tuple[str, list[web.Request], dict[str, Ca
                                                    "set-cookie": "secret=1"})
             await response.prepare(request)
             raw = b"".join(EVENTS)
+            if "crlf" in answers:
+                raw = raw.replace(b"\n", b"\r\n")
             for cut in range(0, len(raw), 37):  # pieces that split events, lines and the usage object
                 await response.write(raw[cut:cut + 37])
                 await asyncio.sleep(0)
@@ -143,6 +145,19 @@ async def test_unreachable_and_slow_instances() -> None:
         await client.post("d", "embeddings", b"{}", api_version=None, retry=False)
     await client.aclose()
     await runner.cleanup()
+
+
+async def test_crlf_framed_events_whole_in_one_piece(upstream) -> None:
+    url, _, answers = upstream
+    answers["stream"] = answers["crlf"] = lambda: web.Response()
+    client = relay(url)
+    stream = await client.open_stream("d", "chat/completions", b"{}", api_version=None,
+                                      keep_usage_event=False, retry=False)
+    body = b"".join([part async for part in stream])
+    await stream.aclose()
+    assert body == b"".join(EVENTS[:3] + EVENTS[4:]).replace(b"\n", b"\r\n")
+    assert stream.usage is not None and stream.usage.total_tokens == 11
+    await client.aclose()
 
 
 def test_usage_is_read_from_its_own_object_even_with_nested_details() -> None:
