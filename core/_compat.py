@@ -151,8 +151,10 @@ def _texts(value: object) -> list[str]:
                 out.append(item)
             elif isinstance(item, dict) and isinstance(item.get("text"), str):
                 out.append(item["text"])
-            elif isinstance(item, dict) and "content" in item:  # a Responses API input message
-                out.extend(_texts(item["content"]))
+            elif isinstance(item, dict) and isinstance(item.get("content"), str):  # a Responses input message
+                out.append(item["content"])
+            elif isinstance(item, dict) and isinstance(item.get("content"), list):  # ... with parts (one level)
+                out.extend(p["text"] for p in item["content"] if isinstance(p, dict) and isinstance(p.get("text"), str))
             elif isinstance(item, int):
                 out.append(" ")  # a token id: one token
         return out
