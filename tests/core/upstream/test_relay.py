@@ -176,3 +176,20 @@ def test_retry_after_in_each_form() -> None:
     assert 25 < (retry_after_seconds({"retry-after": date}) or 0) <= 30
     assert retry_after_seconds({"retry-after": "soon"}) is None
     assert retry_after_seconds({}) is None
+
+
+async def test_an_azuread_instance_sends_a_fresh_entra_bearer_and_no_key(upstream) -> None:
+    url, seen, answers = upstream
+    answers["json"] = lambda: web.Response(body=b'{"usage":{"prompt_tokens":1,"total_tokens":1}}')
+    tokens = iter(["entra-1", "entra-2"])
+
+    async def provider() -> str:  # stands in for azure-identity's bearer token provider (no Entra here)
+        return next(tokens)
+
+    service = ServiceSettings(endpoint=url, type="azuread", deployment="d", max_retries=0)
+    client = AiohttpRelay("Alpha", service, SharedSession(), token_provider=provider)
+    for _ in range(2):
+        await client.post("d", "embeddings", b"{}", api_version=None, retry=False)
+    assert [r.headers["Authorization"] for r in seen] == ["Bearer entra-1", "Bearer entra-2"]
+    assert all("api-key" not in r.headers for r in seen)
+    await client.aclose()
