@@ -277,3 +277,15 @@ async def test_responses_api_v1_and_azure_paths_json_and_stream_billed_exactly(s
         await client.responses.create(model="gpt-9", input="x")
     await client.close()
     await azure_client.close()
+
+
+def test_a_gateway_decided_429_has_azures_shape_and_both_retry_headers():
+    """What the limits work (issue 11) will raise: the SDK reads the message and retry-after-ms."""
+    from core import RateLimited
+    from http_api._compat import error_response
+
+    response = error_response(RateLimited("tenant 'contoso' is over Limits:Tenants:contoso:TokensPerMinute", 2.5))
+    assert response.status_code == 429
+    assert (response.headers["retry-after"], response.headers["retry-after-ms"]) == ("3", "2500")
+    assert json.loads(response.body) == {"error": {
+        "code": "429", "message": "tenant 'contoso' is over Limits:Tenants:contoso:TokensPerMinute"}}
