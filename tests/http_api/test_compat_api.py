@@ -289,3 +289,15 @@ def test_a_gateway_decided_429_has_azures_shape_and_both_retry_headers():
     assert (response.headers["retry-after"], response.headers["retry-after-ms"]) == ("3", "2500")
     assert json.loads(response.body) == {"error": {
         "code": "429", "message": "tenant 'contoso' is over Limits:Tenants:contoso:TokensPerMinute"}}
+
+
+async def test_openapi_lists_the_compatible_routes(stack):
+    document = (await stack.client.get("/openapi.json")).json()
+    paths = document["paths"]
+    for path in ("/openai/deployments/{deployment}/chat/completions", "/openai/deployments/{deployment}/embeddings",
+                 "/openai/v1/chat/completions", "/openai/v1/embeddings", "/openai/v1/responses", "/openai/responses"):
+        operation = paths[path]["post"]
+        assert operation["requestBody"]["content"]["application/json"]["schema"]["type"] == "object"
+        assert operation["responses"]["404"]["content"]["application/json"]["schema"]["properties"]["error"]
+    names = [p["name"] for p in paths["/openai/deployments/{deployment}/chat/completions"]["post"]["parameters"]]
+    assert names[:2] == ["deployment", "api-version"]
