@@ -8,14 +8,15 @@ import math
 import httpx
 import openai
 import pytest
-from conftest import DEPLOYMENT, MakeClient, StartSim, TokenMath
+
+DEPLOYMENT = "gpt-35-turbo-16k"  # conftest's (fixtures come from it; names are not imported: rootdir conftests clash)
 
 TOOL = {"type": "function", "function": {"name": "book_table", "parameters": {
     "type": "object", "properties": {"guests": {"type": "integer"}, "city": {"type": "string"},
                                      "terrace": {"type": "boolean"}}}}}
 
 
-async def test_embeddings_are_deterministic_unit_vectors_with_exact_usage(sim, client, tokens: TokenMath):
+async def test_embeddings_are_deterministic_unit_vectors_with_exact_usage(sim, client, tokens):
     first = await client.embeddings.create(model=DEPLOYMENT, input=["Milan", "Pisa is lovely"])
     again = await client.embeddings.create(model=DEPLOYMENT, input="Milan", dimensions=1536,
                                            encoding_format="float")
@@ -28,8 +29,8 @@ async def test_embeddings_are_deterministic_unit_vectors_with_exact_usage(sim, c
     assert stats.succeeded == 2 and stats.reported.total_tokens == expected + tokens.count("Milan")
 
 
-async def test_embeddings_check_input_and_take_the_same_faults_and_limits(start_sim: StartSim,
-                                                                          make_client: MakeClient):
+async def test_embeddings_check_input_and_take_the_same_faults_and_limits(start_sim,
+                                                                          make_client):
     server = await start_sim(tpm=10)
     client = make_client(server)
     with pytest.raises(openai.BadRequestError, match="input"):
@@ -79,7 +80,7 @@ async def test_streamed_tool_call_arguments_add_up(client):
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
 
 
-async def test_responses_api_on_both_paths_with_usage(sim, client, tokens: TokenMath):
+async def test_responses_api_on_both_paths_with_usage(sim, client, tokens):
     v1 = openai.AsyncOpenAI(base_url=f"{sim.url}openai/v1", api_key="unused",
                             default_headers={"api-key": "sim-key-alpha"}, max_retries=0)
     reply = await v1.responses.create(model=DEPLOYMENT, input="Tell me about Milan", max_output_tokens=5)
