@@ -203,6 +203,7 @@ class SseRelayStream:
         self._response = response
         self._keep = keep_usage_event
         self._seen: list[bytes] = []
+        self._complete = False
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         buffer = b""
@@ -222,6 +223,7 @@ class SseRelayStream:
             raise UpstreamUnavailable(f"{self._where} dropped the stream ({type(exc).__name__})") from None
         except TimeoutError:
             raise UpstreamTimeout(f"{self._where} stopped sending the stream") from None
+        self._complete = True
         if buffer:
             self._seen.append(buffer)
             yield buffer
@@ -248,8 +250,12 @@ class SseRelayStream:
         return "".join(parts)
 
     async def aclose(self) -> None:
-        self._response.release()
-        self._response.close()
+        """Back to the pool when read to the end; else the connection is closed, which stops Azure
+        generating a completion nobody reads."""
+        if self._complete:
+            self._response.release()
+        else:
+            self._response.close()
 
     def _take_usage(self, ready: bytes) -> bytes:
         """Read the usage event(s) in ``ready``; only those events are looked at, never the others."""

@@ -301,3 +301,25 @@ async def test_openapi_lists_the_compatible_routes(stack):
         assert operation["responses"]["404"]["content"]["application/json"]["schema"]["properties"]["error"]
     names = [p["name"] for p in paths["/openai/deployments/{deployment}/chat/completions"]["post"]["parameters"]]
     assert names[:2] == ["deployment", "api-version"]
+
+
+async def test_a_caller_leaving_mid_stream_closes_the_upstream_and_is_billed_for_what_it_got(tmp_path):
+    slow = {**SIMS, "per_token_latency_ms": 30.0, "min_completion_tokens": 40, "max_completion_tokens": 50}
+    async with gateway_stack(tmp_path, slow, **OVERRIDES) as stack:
+        client = azure(stack)
+        stream = await client.chat.completions.create(
+            model=DEPLOYMENT, messages=[{"role": "user", "content": "Stream please"}], stream=True)
+        seen = 0
+        async for chunk in stream:
+            seen += bool(chunk.choices and chunk.choices[0].delta.content)
+            if seen == 3:
+                break
+        await stream.close()
+        for _ in range(100):  # the gateway notices the caller left, then closes its upstream
+            if stack.alpha.stats.aborted:
+                break
+            await asyncio.sleep(0.05)
+        assert stack.alpha.stats.aborted == 1 and stack.alpha.stats.succeeded == 0
+        prompt, completion, total = await billed(stack, "alphaopenai", "contoso", "stream")
+        assert prompt > 0 and 0 < completion < 40 and total == prompt + completion  # tiktoken: what was relayed
+        await client.close()
