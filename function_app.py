@@ -7,10 +7,12 @@ delegates to the handlers shared with the local server (``http_api``).
 import azure.functions as func
 from azurefunctions.extensions.http.fastapi import Request, Response, StreamingResponse
 
-from http_api import RestHandlers, gateway_from_environment
+from http_api import CompatHandlers, RestHandlers, gateway_from_environment
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
-handlers = RestHandlers(gateway_from_environment())
+gateway = gateway_from_environment()
+handlers = RestHandlers(gateway)
+compat = CompatHandlers(gateway)
 
 
 @app.route(route="openai/echo", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
@@ -26,6 +28,38 @@ async def chat(req: Request) -> Response:
 @app.route(route="openai/stream", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 async def stream(req: Request) -> StreamingResponse:
     return await handlers.stream(req)
+
+
+@app.route(route="openai/deployments/{deployment}/chat/completions", methods=["POST"],
+           auth_level=func.AuthLevel.FUNCTION)
+async def deployment_chat(req: Request) -> Response:
+    return await compat.deployment_chat(req)
+
+
+@app.route(route="openai/deployments/{deployment}/embeddings", methods=["POST"],
+           auth_level=func.AuthLevel.FUNCTION)
+async def deployment_embeddings(req: Request) -> Response:
+    return await compat.deployment_embeddings(req)
+
+
+@app.route(route="openai/v1/chat/completions", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+async def v1_chat(req: Request) -> Response:
+    return await compat.v1_chat(req)
+
+
+@app.route(route="openai/v1/embeddings", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+async def v1_embeddings(req: Request) -> Response:
+    return await compat.v1_embeddings(req)
+
+
+@app.route(route="openai/v1/responses", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+async def v1_responses(req: Request) -> Response:
+    return await compat.responses(req)
+
+
+@app.route(route="openai/responses", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+async def responses(req: Request) -> Response:
+    return await compat.responses(req)
 
 
 @app.route(route="metrics", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)

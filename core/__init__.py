@@ -1,6 +1,7 @@
 """The gateway's shared core. Hosts (Functions, local server, gRPC) use only what is listed here."""
 
 from ._build import build_gateway
+from ._compat import RelayedStream, RelayResponse
 from ._conversation import parse_conversation
 from ._errors import (
     AuthUnavailable,
@@ -8,11 +9,13 @@ from ._errors import (
     Forbidden,
     GatewayError,
     InvalidRequest,
+    NotFound,
     PayloadTooLarge,
     RateLimited,
     Unauthenticated,
     UpstreamError,
     UpstreamMisconfigured,
+    UpstreamResponse,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
@@ -21,6 +24,7 @@ from ._values import Budget, ChatMessage, Completion, Usage
 from .access import Credentials, resolve_tenant
 from .config import SecretSource, Settings, load_settings
 from .state import MemoryStateStore, StateStore
+from .upstream import Operation
 
 __all__ = [
     "AuthUnavailable",
@@ -35,14 +39,19 @@ __all__ = [
     "GatewayError",
     "InvalidRequest",
     "MemoryStateStore",
+    "NotFound",
+    "Operation",
     "PayloadTooLarge",
     "RateLimited",
+    "RelayResponse",
+    "RelayedStream",
     "SecretSource",
     "Settings",
     "StateStore",
     "Unauthenticated",
     "UpstreamError",
     "UpstreamMisconfigured",
+    "UpstreamResponse",
     "UpstreamTimeout",
     "UpstreamUnavailable",
     "Usage",

@@ -25,12 +25,13 @@ from .config import AuthSettings, LimitsSettings, ServiceSettings, Settings, Ten
 from .limits import BudgetStore, Limit, Limiter, LimitPolicy, MemoryBudgetStore, TenantLimits
 from .state import MemoryStateStore, StateStore, TableLocation
 from .telemetry import GatewayMetrics, RateLimitMetrics
-from .upstream import TokenProvider, Upstream
+from .upstream import Relay, TokenProvider, Upstream
 
 log = logging.getLogger("core.build")
 
 TOKEN_TIMEOUT_SECONDS = 10.0  # an Entra token that takes longer is treated as unobtainable
 UpstreamFactory = Callable[[str, ServiceSettings, Settings], Upstream]
+RelayFactory = Callable[[str, ServiceSettings], Relay]
 
 
 def build_gateway(
@@ -39,17 +40,22 @@ def build_gateway(
     registry: CollectorRegistry | None = None,
     state_store: StateStore | None = None,
     upstream_factory: UpstreamFactory | None = None,
+    relay_factory: RelayFactory | None = None,
 ) -> Gateway:
     """Wire the gateway from settings. Instances without endpoint or credentials are skipped."""
     registry = registry if registry is not None else CollectorRegistry()
-    factory = upstream_factory or _azure_upstreams()
+    tokens = _entra_tokens()
+    factory = upstream_factory or _azure_upstreams(tokens)
+    relay = relay_factory or _aiohttp_relays(tokens)
     upstreams: dict[str, Upstream] = {}
+    relays: dict[str, Relay] = {}
     for name, service in settings.azure_openai.services.items():
         problem = unusable_reason(service)
         if problem:
             log.warning("skipping Azure OpenAI instance %s: %s", name, problem)
             continue
         upstreams[name] = factory(name, service, settings)
+        relays[name] = relay(name, service)
     mappings = {}
     for tenant, target in settings.tenant_azure_openai_mappings.items():
         found = settings.service_named(target)
@@ -65,7 +71,7 @@ def build_gateway(
     limiter = build_limiter(settings, RateLimitMetrics(registry, metrics.tokens.tenant_label))
     background = (*_background(settings, registry), *_health_sync(settings, health))
     return Gateway(settings, upstreams, router, metrics, registry, store, background, health=health,
-                   authenticator=_authenticator(settings.auth, keys), limiter=limiter)
+                   authenticator=_authenticator(settings.auth, keys), limiter=limiter, relays=relays)
 
 
 def _authenticator(auth: AuthSettings, keys: KeyRing) -> Authenticator:
@@ -113,21 +119,46 @@ def unusable_reason(service: ServiceSettings) -> str:
     return ""
 
 
-def _azure_upstreams() -> UpstreamFactory:
-    """Upstreams on the openai SDK; ``azuread`` instances share one Entra credential and its cache."""
+def _entra_tokens() -> Callable[[], TokenProvider]:
+    """One Entra credential (and its token cache) for every ``azuread`` instance, made on first need."""
     provider: TokenProvider | None = None
 
-    def factory(name: str, service: ServiceSettings, settings: Settings) -> Upstream:
-        from .upstream._azure_openai import COGNITIVE_SERVICES_SCOPE, AzureOpenAIUpstream
-
+    def get() -> TokenProvider:
         nonlocal provider
-        if service.type == "azuread" and provider is None:
+        if provider is None:
             from azure.identity.aio import DefaultAzureCredential, get_bearer_token_provider
 
+            from .upstream._azure_openai import COGNITIVE_SERVICES_SCOPE
+
             provider = get_bearer_token_provider(DefaultAzureCredential(), COGNITIVE_SERVICES_SCOPE)
-        tokens = (_bounded_token(name, provider, min(service.timeout_seconds, TOKEN_TIMEOUT_SECONDS))
-                  if service.type == "azuread" and provider else None)
-        return AzureOpenAIUpstream(name, service, settings.chat_completions_options, token_provider=tokens)
+        return provider
+
+    return get
+
+
+def _azure_upstreams(tokens: Callable[[], TokenProvider]) -> UpstreamFactory:
+    """Upstreams on the openai SDK (the C# sample's routes)."""
+
+    def factory(name: str, service: ServiceSettings, settings: Settings) -> Upstream:
+        from .upstream._azure_openai import AzureOpenAIUpstream
+
+        provider = _bounded_token(name, tokens(), min(service.timeout_seconds, TOKEN_TIMEOUT_SECONDS)) \
+            if service.type == "azuread" else None
+        return AzureOpenAIUpstream(name, service, settings.chat_completions_options, token_provider=provider)
+
+    return factory
+
+
+def _aiohttp_relays(tokens: Callable[[], TokenProvider]) -> RelayFactory:
+    """The compatible API's relays: every instance on one shared aiohttp session."""
+    from .upstream._relay import AiohttpRelay, SharedSession
+
+    session = SharedSession()
+
+    def factory(name: str, service: ServiceSettings) -> Relay:
+        provider = _bounded_token(name, tokens(), min(service.timeout_seconds, TOKEN_TIMEOUT_SECONDS)) \
+            if service.type == "azuread" else None
+        return AiohttpRelay(name, service, session, token_provider=provider)
 
     return factory
 

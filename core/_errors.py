@@ -7,7 +7,8 @@ these classes to HTTP status / gRPC status code.
     GatewayError                     detail: str (safe to show a caller; never a secret)
     ├── ConfigurationError           invalid settings; names the key             -> 503 / UNAVAILABLE
     ├── InvalidRequest               the caller's input is wrong                 -> 400 / INVALID_ARGUMENT
-    │   └── PayloadTooLarge          body over the configured limit              -> 413 / INVALID_ARGUMENT
+    │   ├── PayloadTooLarge          body over the configured limit              -> 413 / INVALID_ARGUMENT
+    │   └── NotFound                 no such deployment (compatible API)         -> 404 / INVALID_ARGUMENT
     ├── Unauthenticated              missing or invalid credentials              -> 401 / UNAUTHENTICATED
     ├── Forbidden                    authenticated, but names another tenant     -> 403 / PERMISSION_DENIED
     ├── AuthUnavailable              the issuer's signing keys cannot be fetched -> 503 / UNAVAILABLE
@@ -16,11 +17,25 @@ these classes to HTTP status / gRPC status code.
         ├── UpstreamMisconfigured    the gateway's settings for an instance are wrong (names the key)
         ├── UpstreamUnavailable      no instance reachable or all cooling down   -> 503 / UNAVAILABLE
         └── UpstreamTimeout          the upstream did not answer in time          -> 504 / DEADLINE_EXCEEDED
+
+An error raised from an upstream's own answer (429, 5xx) carries it in ``upstream_response`` so the
+compatible API can pass Azure's status and body through when no other instance could serve.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ._values import Budget
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamResponse:
+    """An upstream's error answer as it came: status, the headers worth passing on, the body."""
+
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
 
 
 class GatewayError(Exception):
@@ -35,6 +50,7 @@ class GatewayError(Exception):
     # The remaining budget of a limited tenant, set by the gateway on errors of its requests so
     # that hosts send the x-ratelimit-* headers with every answer, refusals included.
     budget: Budget | None = None
+    upstream_response: UpstreamResponse | None = None
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
@@ -55,6 +71,10 @@ class InvalidRequest(GatewayError):
 
 class PayloadTooLarge(InvalidRequest):
     title = "Request body too large"
+
+
+class NotFound(InvalidRequest):
+    title = "Not found"
 
 
 class Unauthenticated(GatewayError):

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from typing import TypeVar
 
 from ._conversation import DEFAULT_CONTEXT_TOKENS, truncate, with_system_prompt
@@ -65,8 +65,17 @@ class Failover:
         self._metrics = metrics
         self._bill = bill
 
-    async def run(self, tenant: str, method: Method, messages: Sequence[ChatMessage], call: Call[T]) -> T:
-        pinned = self._router.pinned(tenant)
+    async def run(
+        self, tenant: str, method: Method, messages: Sequence[ChatMessage], call: Call[T],
+        *, among: Collection[str] | None = None,
+    ) -> T:
+        """``call`` on the first instance that answers, trying the candidates in order, then
+        waiting (within ``Gateway:MaxWaitSeconds``) for the soonest to recover.
+
+        ``messages`` empty: the caller sends its own body (the compatible API), no prompt is
+        prepared. ``among`` narrows the instances to those serving the request's deployment.
+        """
+        pinned = self._router.pinned(tenant, among)
         if pinned is not None and pinned not in self._upstreams:
             raise UpstreamUnavailable(
                 f"tenant '{tenant}' is mapped to instance '{pinned}', which has no endpoint or "
@@ -76,7 +85,7 @@ class Failover:
             raise UpstreamUnavailable(
                 "no Azure OpenAI instance is configured; set AzureOpenAI:Services:<Name>:Endpoint"
             )
-        with_prompt = with_system_prompt(messages, self._settings.azure_openai.system_prompt)
+        with_prompt = with_system_prompt(messages, self._settings.azure_openai.system_prompt) if messages else ()
         context = self._settings.chat_completions_options.max_tokens or DEFAULT_CONTEXT_TOKENS
         prompts: dict[int, tuple[ChatMessage, ...]] = {}  # by budget: truncate once per budget
         deadline = time.monotonic() + self._gateway.max_wait_seconds
@@ -84,14 +93,14 @@ class Failover:
         retries: dict[str, int] = {}
         last: GatewayError | None = None
         while True:
-            for name in await self._router.candidates(tenant):
+            for name in await self._router.candidates(tenant, among):
                 if name in tried or not self._health.begin(name):
                     continue
                 tried.add(name)
                 upstream = self._upstreams[name]
                 budget = context - upstream.settings.max_response_tokens
                 if budget not in prompts:
-                    prompts[budget] = truncate(with_prompt, budget)
+                    prompts[budget] = truncate(with_prompt, budget) if with_prompt else ()
                 try:
                     result = await call(upstream, prompts[budget])
                 except UpstreamTimeout:
@@ -104,10 +113,10 @@ class Failover:
                     self._health.end(name)
                 self._health.succeeded(name)
                 return result
-            target, wait = self._soonest(tenant, tried)
+            target, wait = self._soonest(tenant, tried, among)
             remaining = deadline - time.monotonic()
             if target is None or wait > remaining or retries.get(target, 0) >= self._max_retries(target):
-                raise self._exhausted(tenant, last)
+                raise self._exhausted(tenant, last, among)
             retries[target] = retries.get(target, 0) + 1
             self._metrics.retries.labels(target.lower()).inc()
             await asyncio.sleep(wait)
@@ -167,10 +176,12 @@ class Failover:
     def _max_retries(self, name: str) -> int:
         return self._upstreams[name].settings.max_retries
 
-    def _soonest(self, tenant: str, tried: set[str]) -> tuple[str | None, float]:
+    def _soonest(
+        self, tenant: str, tried: set[str], among: Collection[str] | None
+    ) -> tuple[str | None, float]:
         """The instance of the tenant's pool that is back first (not misconfigured), and when."""
         best: tuple[str | None, float] = (None, float("inf"))
-        for name in self._router.pool(tenant):
+        for name in self._router.pool(tenant, among):
             if name not in self._upstreams or self._health.state(name) == "misconfigured":
                 continue
             wait = self._health.recovery_in(name)
@@ -180,8 +191,8 @@ class Failover:
                 best = (name, wait)
         return best
 
-    def _exhausted(self, tenant: str, last: GatewayError | None) -> GatewayError:
-        pool = [n for n in self._router.pool(tenant) if n in self._upstreams]
+    def _exhausted(self, tenant: str, last: GatewayError | None, among: Collection[str] | None) -> GatewayError:
+        pool = [n for n in self._router.pool(tenant, among) if n in self._upstreams]
         waits = [self._health.recovery_in(n) for n in pool]
         soonest = min((w for w in waits if w > 0), default=None)
         states = {n: self._health.state(n) for n in pool}

@@ -6,12 +6,20 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, generate_latest
 
+from ._compat import (
+    DeploymentCatalog,
+    RelayedStream,
+    RelayRequest,
+    RelayResponse,
+    fallback_usage,
+    parse_request,
+)
 from ._conversation import DEFAULT_CONTEXT_TOKENS, parse_conversation, with_system_prompt
 from ._errors import GatewayError, UpstreamTimeout
 from ._failover import Failover
@@ -24,7 +32,7 @@ from .config import Settings
 from .limits import Limiter, Ticket
 from .state import StateStore
 from .telemetry import GatewayMetrics
-from .upstream import Upstream, UpstreamStream
+from .upstream import Operation, Relay, Upstream, UpstreamStream
 
 log = logging.getLogger("core.gateway")
 
@@ -53,6 +61,7 @@ class Gateway:
         health: Health,
         authenticator: Authenticator | None = None,
         limiter: Limiter | None = None,
+        relays: Mapping[str, Relay] | None = None,
     ) -> None:
         self._settings = settings
         self._registry = registry
@@ -67,6 +76,8 @@ class Gateway:
         self._authenticator = authenticator or Authenticator()
         self._limiter = limiter
         self._counting = ThreadPoolExecutor(1, thread_name_prefix="token-count")  # big prompts, one at a time
+        self._relays = dict(relays or {})
+        self._catalog = DeploymentCatalog(settings, self._relays)
         self._started = False
 
     @property
@@ -163,9 +174,18 @@ class Gateway:
         reply = own[1].max_response_tokens if own else max(
             (u.settings.max_response_tokens for u in self._upstreams.values()), default=0)
         context = self._settings.chat_completions_options.max_tokens or DEFAULT_CONTEXT_TOKENS
+
+        async def estimate() -> int:
+            return min(await count_prompt_async(prompt, self._counting) + reply, max(context, reply))
+
+        return await self._hold(tenant, estimate)
+
+    async def _hold(self, tenant: str, estimate: Callable[[], Awaitable[int]]) -> Ticket | None:
+        """The tenant's limits admit ``await estimate()`` tokens (computed only for limited tenants), or raise."""
+        if self._limiter is None or not self._limiter.limits(tenant).limited:
+            return None
         try:
-            estimate = min(await count_prompt_async(prompt, self._counting) + reply, max(context, reply))
-            return await self._limiter.admit(tenant, estimate)
+            return await self._limiter.admit(tenant, await estimate())
         except GatewayError as exc:
             exc.budget = exc.budget or self.budget(tenant)
             raise
@@ -185,12 +205,63 @@ class Gateway:
             exc.budget = self.budget(tenant)
             raise
 
+    async def relay(
+        self, tenant: str, operation: Operation, body: bytes, *, deployment: str | None = None,
+        api_version: str | None = None,
+    ) -> RelayResponse:
+        """The compatible API: the caller's body, passed through to an instance serving ``deployment``
+        (else the body's ``model``), with chat's routing and failover; billed once when it succeeds.
+
+        Raises :class:`NotFound` for an unknown deployment, :class:`InvalidRequest` for a body the
+        gateway cannot read, and the failover's last error (with ``upstream_response`` when Azure sent one).
+        """
+        request = parse_request(body, operation, deployment, api_version)
+        serving = self._catalog.serving(request.deployment)
+
+        async def estimate() -> int:  # messages / input + max_tokens, read from the caller's body
+            return request.estimate()
+
+        ticket = await self._hold(tenant, estimate)
+
+        async def call(upstream: Upstream, _: tuple[ChatMessage, ...]) -> RelayResponse:
+            return await self._relay_once(tenant, request, upstream.name, serving[upstream.name], api_version, ticket)
+
+        with self._refund_on_failure(tenant, ticket):
+            response = await self._failover.run(tenant, request.method, (), call, among=frozenset(serving))
+        if response.status >= 300 and self._limiter is not None and ticket is not None:
+            self._limiter.release(ticket)  # the caller's own 4xx: nothing was generated
+        return dataclasses.replace(response, budget=self.budget(tenant))
+
+    async def _relay_once(
+        self, tenant: str, request: RelayRequest, name: str, own: str, api_version: str | None, ticket: Ticket | None
+    ) -> RelayResponse:
+        relay = self._relays[name]
+        if request.stream:
+            stream = await relay.open_stream(own, request.operation, request.body_for(own), api_version=api_version,
+                                             keep_usage_event=not request.usage_added)
+            if stream.status >= 300:  # the caller's 4xx, whole
+                try:
+                    body = b"".join([part async for part in stream])
+                finally:
+                    await stream.aclose()
+                return RelayResponse(stream.status, stream.headers, name, body=body)
+            relayed = RelayedStream(name, request, stream, lambda done: self._bill(tenant, "stream", done, ticket))
+            return RelayResponse(stream.status, stream.headers, name, stream=relayed)
+        reply = await relay.post(own, request.operation, request.body_for(own), api_version=api_version)
+        if reply.status >= 300:
+            return RelayResponse(reply.status, reply.headers, name, body=reply.body)
+        usage = reply.usage or fallback_usage(request, reply.body)
+        self._bill(tenant, request.method, Completion("", name, usage, reply.usage is not None), ticket)
+        return RelayResponse(reply.status, reply.headers, name, body=reply.body, usage=usage)
+
+
     async def aclose(self) -> None:
         for task in self._background:
             await task.aclose()
         if self._limiter is not None:
             await self._limiter.aclose()
-        await asyncio.gather(*(u.aclose() for u in self._upstreams.values()))
+        await asyncio.gather(*(u.aclose() for u in self._upstreams.values()),
+                             *(r.aclose() for r in self._relays.values()))
         await self._authenticator.aclose()
         self._counting.shutdown(wait=False, cancel_futures=True)
         await self._store.aclose()

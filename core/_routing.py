@@ -9,7 +9,7 @@ first candidate comes from the highest group that has one, the rest follow for f
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from ._health import Health
@@ -60,21 +60,29 @@ class Router:
     def instances(self) -> tuple[str, ...]:
         return self._instances
 
-    def pinned(self, tenant: str) -> str | None:
-        """The instance the tenant is mapped to (``TenantAzureOpenAIMappings``), if any."""
-        return self._mappings.get(tenant)
+    def pinned(self, tenant: str, among: Collection[str] | None = None) -> str | None:
+        """The instance the tenant is mapped to (``TenantAzureOpenAIMappings``), if any (and if it is
+        ``among`` the instances that can serve the request, when that is narrowed)."""
+        own = self._mappings.get(tenant)
+        return own if own is not None and (among is None or own in among) else None
 
-    def pool(self, tenant: str) -> tuple[str, ...]:
+    def pool(self, tenant: str, among: Collection[str] | None = None) -> tuple[str, ...]:
         """Every instance that could serve the tenant, available now or not."""
-        own = self._mappings.get(tenant)
-        return (own,) if own is not None else self._instances
+        own = self.pinned(tenant, among)
+        if own is not None:
+            return (own,)
+        return self._instances if among is None else tuple(n for n in self._instances if n in among)
 
-    async def candidates(self, tenant: str) -> tuple[str, ...]:
-        """Available instances to try, in order: the first is the choice, the rest are failover."""
-        own = self._mappings.get(tenant)
+    async def candidates(self, tenant: str, among: Collection[str] | None = None) -> tuple[str, ...]:
+        """Available instances to try, in order: the first is the choice, the rest are failover.
+
+        ``among`` (the compatible API: the instances serving a deployment) narrows the choice: the
+        tenant's own instance when it is among them, else the groups' instances that are.
+        """
+        own = self.pinned(tenant, among)
         if own is not None:
             return (own,) if own in self._instances and self._health.available(own) else ()
-        available = {n: self._health.available(n) for n in self._instances}  # once per instance
+        available = {n: self._health.available(n) and (among is None or n in among) for n in self._instances}
         groups = [[n for n in cycle if available[n]] for cycle in self._groups]
         groups = [g for g in groups if g]
         if not groups:

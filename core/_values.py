@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 Role = Literal["system", "user", "assistant"]
-Method = Literal["chat", "stream"]
+Method = Literal["chat", "stream", "embeddings"]
 
 
 @dataclass(frozen=True, slots=True)

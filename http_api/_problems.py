@@ -13,6 +13,7 @@ from core import (
     Forbidden,
     GatewayError,
     InvalidRequest,
+    NotFound,
     PayloadTooLarge,
     RateLimited,
     Unauthenticated,
@@ -26,6 +27,7 @@ PROBLEM_TYPE = "application/problem+json"
 # Most specific first: the first matching class decides the status.
 STATUS: tuple[tuple[type[GatewayError], int], ...] = (
     (PayloadTooLarge, 413),
+    (NotFound, 404),
     (InvalidRequest, 400),
     (Unauthenticated, 401),
     (Forbidden, 403),

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException
 
 from core import Settings
 
+from ._compat import CompatHandlers
 from ._handlers import RestHandlers
 from ._problems import problem
 from ._runtime import LazyGateway, settings_from_environment
@@ -51,6 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """The REST app over one gateway built from ``settings`` (default: environment)."""
     provider = LazyGateway(settings if settings is not None else settings_from_environment)
     handlers = RestHandlers(provider)
+    compat = CompatHandlers(provider)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -82,11 +84,55 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                            "application/json": {"schema": {"type": "array", "items": {"type": "string"}}},
                            "text/event-stream": {}}}, **_ERRORS}},
     )
+    _add_compat_routes(app, compat)
     app.add_api_route("/metrics", handlers.metrics, methods=["GET"], summary="Prometheus metrics")
     app.add_api_route("/healthz", handlers.healthz, methods=["GET"], summary="Liveness")
     _add_docs(app)
     _add_problem_handlers(app)
     return app
+
+
+_AZURE_ERROR = {"application/json": {"schema": {"type": "object", "properties": {"error": {
+    "type": "object", "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}}}}
+_COMPAT_ERRORS: dict[str, Any] = {
+    str(code): {"description": text, "content": _AZURE_ERROR}
+    for code, text in [(400, "Bad input"), (401, "Unauthenticated"), (404, "Unknown deployment"),
+                       (413, "Body too large"), (429, "Limited; see Retry-After / retry-after-ms"),
+                       (502, "Upstream failed"), (503, "Upstream unavailable"), (504, "Upstream timeout")]
+}
+_PASS_THROUGH = {"type": "object", "additionalProperties": True,
+                 "description": "The Azure OpenAI request body, passed through unchanged"}
+
+
+def _add_compat_routes(app: FastAPI, compat: CompatHandlers) -> None:
+    """The Azure OpenAI-compatible API (docs/compatible-api.md)."""
+    deployment = {"name": "deployment", "in": "path", "required": True, "schema": {"type": "string"},
+                  "description": "A deployment name the gateway serves (an instance's Deployment, Model "
+                                 "or AzureOpenAI:Services:<Name>:Deployments key)"}
+    version = {"name": "api-version", "in": "query", "required": False, "schema": {"type": "string"},
+               "example": "2024-10-21"}
+    body = {"required": True, "content": {"application/json": {"schema": _PASS_THROUGH}}}
+    chat_ok = {"200": {"description": "chat.completion JSON, or SSE chunks when stream is true",
+                       "content": {"application/json": {}, "text/event-stream": {}}}, **_COMPAT_ERRORS}
+    responses_ok = {"200": {"description": "response object, or its events when stream is true",
+                            "content": {"application/json": {}, "text/event-stream": {}}}, **_COMPAT_ERRORS}
+    embed_ok = {"200": {"description": "embeddings list", "content": {"application/json": {}}},
+                **_COMPAT_ERRORS}
+    for path, handler, params, responses, summary in (
+        ("/openai/deployments/{deployment}/chat/completions", compat.deployment_chat,
+         [deployment, version], chat_ok, "Azure OpenAI chat completions (pass-through)"),
+        ("/openai/deployments/{deployment}/embeddings", compat.deployment_embeddings,
+         [deployment, version], embed_ok, "Azure OpenAI embeddings (pass-through)"),
+        ("/openai/v1/chat/completions", compat.v1_chat, [], chat_ok,
+         "OpenAI v1 chat completions (deployment in model)"),
+        ("/openai/v1/embeddings", compat.v1_embeddings, [], embed_ok, "OpenAI v1 embeddings (deployment in model)"),
+        ("/openai/v1/responses", compat.responses, [], responses_ok, "Responses API (deployment in model)"),
+        ("/openai/responses", compat.responses, [version], responses_ok,
+         "Responses API, the path AzureOpenAI's client.responses uses (deployment in model)"),
+    ):
+        app.add_api_route(path, handler, methods=["POST"], summary=summary, tags=["Azure OpenAI-compatible"],
+                          openapi_extra={"parameters": [*params, *_TENANT_PARAMS], "requestBody": body,
+                                         "responses": responses})
 
 
 def _add_docs(app: FastAPI) -> None:

@@ -11,6 +11,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from simulator._text import Completion
+
 SYSTEM_FINGERPRINT = "fp_sim0000001"
 _SAFE = {"filtered": False, "severity": "safe"}
 CONTENT_FILTER_OK: dict[str, Any] = {"hate": _SAFE, "self_harm": _SAFE, "sexual": _SAFE, "violence": _SAFE}
@@ -107,18 +109,18 @@ def completion_body(
     ident: str,
     created: int,
     model: str,
-    choices: list[tuple[str, str]],
+    choices: list[Completion],
     usage_: dict[str, int],
     content_filter: bool,
 ) -> dict[str, Any]:
-    """A ``chat.completion`` object; ``choices`` holds (text, finish_reason) pairs."""
+    """A ``chat.completion`` object, one choice per completion."""
     body: dict[str, Any] = {
         "id": ident,
         "object": "chat.completion",
         "created": created,
         "model": model,
         "system_fingerprint": SYSTEM_FINGERPRINT,
-        "choices": [_choice(i, text, finish, content_filter) for i, (text, finish) in enumerate(choices)],
+        "choices": [_choice(i, c, content_filter) for i, c in enumerate(choices)],
         "usage": usage_,
     }
     if content_filter:
@@ -126,12 +128,17 @@ def completion_body(
     return body
 
 
-def _choice(index: int, text: str, finish: str, content_filter: bool) -> dict[str, Any]:
+def _choice(index: int, completion: Completion, content_filter: bool) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": completion.text}
+    call = completion.tool_call
+    if call is not None:
+        message = {"role": "assistant", "content": None, "tool_calls": [
+            {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}]}
     choice: dict[str, Any] = {
         "index": index,
-        "finish_reason": finish,
+        "finish_reason": completion.finish_reason,
         "logprobs": None,
-        "message": {"role": "assistant", "content": text},
+        "message": message,
     }
     if content_filter:
         choice["content_filter_results"] = CONTENT_FILTER_OK

@@ -4,20 +4,31 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import random
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
+import orjson
 from aiohttp import web
 
 from simulator import _azure as azure
 from simulator._config import DeploymentConfig, FaultSpec, SimulatorConfig
+from simulator._embeddings import parse_embeddings_request
+from simulator._embeddings import prompt_tokens as embedding_tokens
+from simulator._embeddings import response_body as embeddings_body
 from simulator._faults import FaultQueue
 from simulator._ratelimit import Admission, SlidingWindowLimiter
 from simulator._request import ChatRequest, InvalidRequest, parse_chat_request
+from simulator._responses import response_object, stream_events, to_chat
 from simulator._stats import StatsRecorder
 from simulator._stream import StreamPlan, write_stream
 from simulator._text import Completion, TextGenerator, TokenCounter, completion_key
+from simulator._tools import check_tools, formatted, tool_call
+
+_Handler = Callable[[web.Request, str, DeploymentConfig | None], Awaitable[web.StreamResponse]]
 
 
 class Dropped(Exception):
@@ -53,12 +64,67 @@ class ChatService:
             limiter.reset()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        return await self._serve(request, self._handle)
+
+    async def handle_embeddings(self, request: web.Request) -> web.StreamResponse:
+        return await self._serve(request, self._embeddings)
+
+    async def handle_responses(self, request: web.Request) -> web.StreamResponse:
+        """The Responses API: the deployment is the body's ``model``."""
+        if not self._authorized(request):
+            self._stats.request(None)
+            self._stats.status(None, 401)
+            return azure.error_response(401, "401", azure.MSG_UNAUTHORIZED)
+        try:
+            name, body = to_chat(orjson.loads(await request.read()))
+            chat = parse_chat_request(orjson.dumps(body))
+        except orjson.JSONDecodeError:
+            return azure.bad_request("We could not parse the JSON body of your request.")
+        except InvalidRequest as exc:
+            return azure.bad_request(str(exc), exc.param)
+        deployment = self._config.deployment(name)
+        known = name if deployment is not None else None
+        self._stats.request(known)
+        response = await self._responses(request, chat, deployment)
+        self._stats.status(known, response.status)
+        return response
+
+    async def _responses(
+        self, request: web.Request, chat: ChatRequest, deployment: DeploymentConfig | None
+    ) -> web.StreamResponse:
+        if deployment is None:
+            return azure.error_response(404, "DeploymentNotFound", azure.MSG_DEPLOYMENT_NOT_FOUND)
+        api_version = request.query.get("api-version", "v1")
+        fault = self._faults.take(deployment.name) if self._faults else None
+        if fault is not None:
+            self._stats.fault(deployment.name)
+            faulted = await self._apply_fault(fault, False, api_version)
+            if faulted is not None:
+                return faulted
+        plan = self._plan(chat)
+        admission = self._limiters[deployment.name].admit(plan.prompt_tokens + plan.completion_tokens)
+        headers = _limit_headers(admission)
+        if not admission.allowed:
+            headers.update(azure.retry_headers(admission.retry_after_ms))
+            message = azure.throttled_message(api_version, admission.exceeded, admission.retry_after_ms)
+            return azure.error_response(429, "429", message, headers=headers)
+        headers["x-request-id"] = request_id = secrets.token_hex(16)
+        ident, created, text = f"resp_{request_id}", int(time.time()), plan.completions[0].text
+        prompt, completion = plan.prompt_tokens, plan.completions[0].completion_tokens
+        self._stats.usage(deployment.name, prompt, completion, reported=True)
+        if chat.stream:
+            events = stream_events(ident, created, deployment.model, text, prompt, completion)
+            return web.Response(body=events, content_type="text/event-stream", headers=headers)
+        body = response_object(ident, created, deployment.model, text, prompt, completion)
+        return web.Response(body=azure.dumps(body), content_type="application/json", headers=headers)
+
+    async def _serve(self, request: web.Request, inner: _Handler) -> web.StreamResponse:
         name = request.match_info["deployment"]
         deployment = self._config.deployment(name)
         known = name if deployment is not None else None
         self._stats.request(known)
         try:
-            response = await self._handle(request, name, deployment)
+            response = await inner(request, name, deployment)
         except Dropped:
             if request.transport is not None:
                 request.transport.abort()
@@ -79,6 +145,7 @@ class ChatService:
             return azure.error_response(404, "DeploymentNotFound", azure.MSG_DEPLOYMENT_NOT_FOUND)
         try:
             chat = parse_chat_request(await request.read())
+            check_tools(chat.body)
         except InvalidRequest as exc:
             return azure.bad_request(str(exc), exc.param)
         fault = self._faults.take(name) if self._faults else None
@@ -86,7 +153,7 @@ class ChatService:
         stall: tuple[int, float] | None = None
         if fault is not None:
             self._stats.fault(name)
-            faulted = await self._apply_fault(fault, chat, api_version)
+            faulted = await self._apply_fault(fault, chat.stream, api_version)
             if faulted is not None:
                 return faulted
             drop_after = fault.drop_after_chunks if fault.drop else None
@@ -104,17 +171,51 @@ class ChatService:
             return azure.error_response(429, "429", message, headers=headers)
         return await self._respond(request, deployment, plan, headers, drop_after, stall)
 
+    async def _embeddings(
+        self, request: web.Request, name: str, deployment: DeploymentConfig | None
+    ) -> web.StreamResponse:
+        api_version = request.query.get("api-version", "")
+        if not api_version:
+            return azure.error_response(404, "404", azure.MSG_NO_API_VERSION)
+        if not self._authorized(request):
+            return azure.error_response(401, "401", azure.MSG_UNAUTHORIZED)
+        if deployment is None:
+            return azure.error_response(404, "DeploymentNotFound", azure.MSG_DEPLOYMENT_NOT_FOUND)
+        try:
+            embeddings = parse_embeddings_request(await request.read())
+        except InvalidRequest as exc:
+            return azure.bad_request(str(exc), exc.param)
+        fault = self._faults.take(name) if self._faults else None
+        if fault is not None:
+            self._stats.fault(name)
+            faulted = await self._apply_fault(fault, False, api_version)
+            if faulted is not None:
+                return faulted
+        tokens = embedding_tokens(self._counter, embeddings)
+        admission = self._limiters[name].admit(tokens)
+        headers = _limit_headers(admission)
+        if not admission.allowed:
+            headers.update(azure.retry_headers(admission.retry_after_ms))
+            message = azure.throttled_message(api_version, admission.exceeded, admission.retry_after_ms)
+            return azure.error_response(429, "429", message, headers=headers)
+        headers["x-request-id"] = headers["apim-request-id"] = secrets.token_hex(16)
+        if self._config.effective_latency_ms > 0:
+            await asyncio.sleep(self._config.effective_latency_ms / 1000)
+        body = embeddings_body(embeddings, deployment.model, tokens)
+        self._stats.usage(name, tokens, 0, reported=True)
+        return web.Response(body=azure.dumps(body), content_type="application/json", headers=headers)
+
     async def _apply_fault(
-        self, fault: FaultSpec, chat: ChatRequest, api_version: str
+        self, fault: FaultSpec, stream: bool, api_version: str
     ) -> web.Response | None:
         """Delay, then answer with the fault's status or drop; None = carry on normally."""
         if fault.delay_ms > 0:
             await asyncio.sleep(fault.delay_ms / 1000)
         if fault.status is not None:
             return azure.fault_response(fault.status, fault.retry_after_ms, api_version, fault.retry_style)
-        if fault.stall_ms > 0 and not chat.stream:
+        if fault.stall_ms > 0 and not stream:
             await asyncio.sleep(fault.stall_ms / 1000)
-        if fault.drop and (not chat.stream or fault.drop_after_chunks is None):
+        if fault.drop and (not stream or fault.drop_after_chunks is None):
             raise Dropped()
         return None
 
@@ -127,13 +228,31 @@ class ChatService:
 
     def _plan(self, chat: ChatRequest) -> _Planned:
         seed = self._config.seed
-        completions = [
-            self._generator.generate(
-                completion_key(seed, chat.seed, chat.messages, i), chat.max_tokens, chat.stop
-            )
-            for i in range(chat.n)
-        ]
-        return _Planned(chat, self._counter.prompt_tokens(chat.messages), completions)
+        tools, choice, fmt = check_tools(chat.body)
+        completions = []
+        for i in range(chat.n):
+            key = completion_key(seed, chat.seed, chat.messages, i)
+            text = self._generator.generate(key, chat.max_tokens, chat.stop)
+            completions.append(self._shaped(text, key, chat.messages, tools, choice, fmt))
+        prompt = self._counter.prompt_tokens(chat.messages)
+        if tools:  # function definitions count as prompt (approximately, as the service does)
+            prompt += self._counter.count(orjson.dumps(tools).decode())
+        return _Planned(chat, prompt, completions)
+
+    def _shaped(self, text: Completion, key: bytes, messages: list[dict[str, Any]],
+                tools: tuple[dict[str, Any], ...], choice: Any, fmt: Any) -> Completion:
+        """The completion as tools / response_format make it: a tool call, JSON, or the text."""
+        if not tools and fmt is None:
+            return text
+        rng = random.Random(key)
+        call = tool_call(tools, choice, messages, rng)
+        if call is not None:
+            tokens = self._counter.count(call.name) + self._counter.count(call.arguments)
+            return Completion("", tokens, "tool_calls", call)
+        content = formatted(fmt, text.text, rng)
+        if content == text.text:
+            return text
+        return Completion(content, self._counter.count(content), text.finish_reason)
 
     async def _respond(
         self,
@@ -165,9 +284,8 @@ class ChatService:
         if delay > 0:
             await asyncio.sleep(delay / 1000)
         usage = azure.usage(plan.prompt_tokens, plan.completion_tokens)
-        choices = [(c.text, c.finish_reason) for c in plan.completions]
         body = azure.completion_body(
-            ident, created, deployment.model, choices, usage, self._config.content_filter
+            ident, created, deployment.model, plan.completions, usage, self._config.content_filter
         )
         self._stats.usage(deployment.name, plan.prompt_tokens, plan.completion_tokens, reported=True)
         return web.Response(body=azure.dumps(body), content_type="application/json", headers=headers)

@@ -29,6 +29,7 @@ class ChatRequest:
     stop: tuple[str, ...]
     n: int
     seed: int | None
+    body: dict[str, Any]  # the whole request, for pass-through fields (tools, response_format, ...)
 
 
 def parse_chat_request(raw: bytes) -> ChatRequest:
@@ -56,6 +57,7 @@ def parse_chat_request(raw: bytes) -> ChatRequest:
         stop=_stop(body.get("stop")),
         n=_int(body, "n", 1, MAX_CHOICES) or 1,
         seed=_int(body, "seed", None, None),
+        body=body,
     )
 
 

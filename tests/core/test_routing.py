@@ -92,3 +92,12 @@ async def test_weights_share_requests_inside_the_highest_priority_group() -> Non
     assert firsts == Counter(payg1=30, payg2=10)
     clock.now += 5
     assert (await router.candidates("t"))[0] == "ptu"
+
+
+async def test_among_narrows_the_choice_and_keeps_the_mapping_when_it_serves() -> None:
+    router, _ = _router(Clock(), {"contoso": "beta"})
+    assert await router.candidates("contoso", among={"beta", "gamma"}) == ("beta",)
+    # the tenant's own instance does not serve it: round-robin over those that do
+    picks = {await router.candidates("contoso", among={"alpha", "gamma"}) for _ in range(2)}
+    assert picks == {("alpha", "gamma"), ("gamma", "alpha")}
+    assert await router.candidates("acme", among=set()) == ()

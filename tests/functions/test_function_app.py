@@ -24,6 +24,12 @@ EXPECTED = {
     "echo": ("openai/echo", ["GET"], func.AuthLevel.FUNCTION),
     "chat": ("openai/chat", ["POST"], func.AuthLevel.FUNCTION),
     "stream": ("openai/stream", ["POST"], func.AuthLevel.FUNCTION),
+    "deployment_chat": ("openai/deployments/{deployment}/chat/completions", ["POST"], func.AuthLevel.FUNCTION),
+    "deployment_embeddings": ("openai/deployments/{deployment}/embeddings", ["POST"], func.AuthLevel.FUNCTION),
+    "v1_chat": ("openai/v1/chat/completions", ["POST"], func.AuthLevel.FUNCTION),
+    "v1_embeddings": ("openai/v1/embeddings", ["POST"], func.AuthLevel.FUNCTION),
+    "v1_responses": ("openai/v1/responses", ["POST"], func.AuthLevel.FUNCTION),
+    "responses": ("openai/responses", ["POST"], func.AuthLevel.FUNCTION),
     "metrics": ("metrics", ["GET"], func.AuthLevel.FUNCTION),
     "healthz": ("healthz", ["GET"], func.AuthLevel.ANONYMOUS),
 }
@@ -149,3 +155,22 @@ async def test_functions_app_with_tenant_keys_takes_the_tenant_from_the_api_key(
     assert anonymous.status_code == 401 and anonymous.headers["www-authenticate"] == 'Bearer error="invalid_token"'
     assert other.status_code == 403 and other.media_type == "application/problem+json"
     assert key.encode() not in anonymous.body + other.body
+
+
+async def test_compatible_api_handlers_answer_as_the_worker_calls_them(function_app):
+    functions = {f.get_function_name(): f.get_user_function() for f in function_app.app.get_functions()}
+    chat = await functions["deployment_chat"](make_request(
+        "POST", "/openai/deployments/gpt-35-turbo-16k/chat/completions", "api-version=2024-10-21",
+        b'{"messages":[{"role":"user","content":"hi"}]}', {"content-type": "application/json", "x-tenant": "contoso"}))
+    stream = await functions["v1_chat"](make_request(
+        "POST", "/openai/v1/chat/completions", "",
+        b'{"model":"gpt-35-turbo-16k","stream":true,"messages":[{"role":"user","content":"hi"}]}',
+        {"content-type": "application/json", "x-tenant": "fabrikam"}))
+    events = b"".join([p if isinstance(p, bytes) else p.encode() async for p in stream.body_iterator])
+    unknown = await functions["v1_embeddings"](make_request(
+        "POST", "/openai/v1/embeddings", "", b'{"model":"nope","input":"x"}', {"x-tenant": "contoso"}))
+    assert chat.status_code == 200 and json.loads(chat.body)["choices"][0]["message"]["content"]
+    assert chat.headers["x-gateway-instance"] == "AlphaOpenAI"
+    assert stream.status_code == 200 and stream.headers["x-gateway-instance"] == "BetaOpenAI"
+    assert events.endswith(b"data: [DONE]\n\n") and b'"usage":{' not in events  # usage chunk kept back
+    assert unknown.status_code == 404 and "'nope'" in json.loads(unknown.body)["error"]["message"]

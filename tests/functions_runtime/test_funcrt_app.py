@@ -27,6 +27,12 @@ EXPECTED = {
     "echo": ("openai/echo", ("GET",), "FUNCTION"),
     "chat": ("openai/chat", ("POST",), "FUNCTION"),
     "stream": ("openai/stream", ("POST",), "FUNCTION"),
+    "deployment_chat": ("openai/deployments/{deployment}/chat/completions", ("POST",), "FUNCTION"),
+    "deployment_embeddings": ("openai/deployments/{deployment}/embeddings", ("POST",), "FUNCTION"),
+    "v1_chat": ("openai/v1/chat/completions", ("POST",), "FUNCTION"),
+    "v1_embeddings": ("openai/v1/embeddings", ("POST",), "FUNCTION"),
+    "v1_responses": ("openai/v1/responses", ("POST",), "FUNCTION"),
+    "responses": ("openai/responses", ("POST",), "FUNCTION"),
     "metrics": ("metrics", ("GET",), "FUNCTION"),
     "healthz": ("healthz", ("GET",), "ANONYMOUS"),
 }
@@ -64,7 +70,7 @@ async def stack(worker_python, rpc_protos, tmp_path_factory):
         await beta.stop()
 
 
-async def test_worker_indexes_exactly_the_five_http_functions(stack):
+async def test_worker_indexes_exactly_the_expected_http_functions(stack):
     host = stack.host
     found = {name: (fn.route, fn.methods, fn.auth_level) for name, fn in host.functions.items()}
     assert found == EXPECTED
@@ -157,3 +163,35 @@ async def test_healthz_needs_no_key_and_metrics_needs_the_function_key(stack):
     assert by_code.status_code == by_header.status_code == 200
     assert by_code.headers["content-type"].startswith("text/plain")
     assert b"# TYPE openai_total_tokens_total counter" in by_code.content
+
+
+async def test_the_openai_sdk_through_the_runtime_gets_the_compatible_api(stack):
+    """The SDK as an existing app uses it (plus the function key the FUNCTION auth level asks for)."""
+    import openai
+
+    headers = {"x-functions-key": stack.host.function_key, "X-Tenant": "fabrikam"}
+    client = openai.AsyncAzureOpenAI(azure_endpoint=stack.host.url, api_key="callers-key", api_version="2024-10-21",
+                                     default_headers=headers, max_retries=0)
+    v1 = openai.AsyncOpenAI(base_url=f"{stack.host.url}/openai/v1", api_key="callers-key",
+                            default_headers=headers, max_retries=0)
+    local = await stack.local.post("/openai/deployments/gpt-35-turbo-16k/chat/completions?api-version=2024-10-21",
+                                   json={"messages": QUESTION}, headers={"X-Tenant": "fabrikam"})
+    reply = await client.chat.completions.create(model="gpt-35-turbo-16k", messages=QUESTION)
+    assert reply.choices[0].message.content == local.json()["choices"][0]["message"]["content"]
+    started = time.perf_counter()
+    first = None
+    text = ""
+    async for chunk in await v1.chat.completions.create(model="gpt-35-turbo-16k", messages=QUESTION, stream=True):
+        assert chunk.usage is None  # the usage chunk the gateway asked for is kept back
+        if chunk.choices and chunk.choices[0].delta.content:
+            first = first if first is not None else time.perf_counter() - started
+            text += chunk.choices[0].delta.content
+    total = time.perf_counter() - started
+    assert text == reply.choices[0].message.content
+    assert first is not None and first < total / 2  # relayed as it arrives (Beta is slow on purpose)
+    vectors = await client.embeddings.create(model="gpt-35-turbo-16k", input=["Milan", "Pisa"])
+    assert [len(d.embedding) for d in vectors.data] == [1536, 1536]
+    with pytest.raises(openai.NotFoundError, match="gpt-9"):
+        await client.chat.completions.create(model="gpt-9", messages=QUESTION)
+    await client.close()
+    await v1.close()
