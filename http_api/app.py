@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
@@ -89,17 +90,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def _add_docs(app: FastAPI) -> None:
-    import swagger_ui_bundle
+    """Swagger UI 5 (reads OpenAPI 3.1) from the ``fastapi-offline`` package: no CDN, no internet."""
+    import fastapi_offline
 
-    app.mount("/docs/static", StaticFiles(directory=str(swagger_ui_bundle.swagger_ui_path)),
-              name="swagger-static")
+    static = Path(fastapi_offline.__file__).parent / "static"
+    app.mount("/docs/static", StaticFiles(directory=str(static)), name="swagger-static")
 
     async def docs(_: Request) -> HTMLResponse:
         return get_swagger_ui_html(
             openapi_url="/openapi.json", title=f"{app.title} - Swagger UI",
             swagger_js_url="/docs/static/swagger-ui-bundle.js",
             swagger_css_url="/docs/static/swagger-ui.css",
-            swagger_favicon_url="/docs/static/favicon-32x32.png",
+            swagger_favicon_url="/docs/static/favicon.png",
         )
 
     app.add_api_route("/docs", docs, methods=["GET"], include_in_schema=False)

@@ -2,9 +2,10 @@
 # Install what the gateway needs on a fresh machine. Idempotent: re-running skips what is there.
 #   scripts/bootstrap.sh          Python runtime only (.venv), enough for scripts/run-local.sh
 #   scripts/bootstrap.sh --dev    everything the tests use: dev packages, Azurite (npm),
-#                                 the Node.js gRPC client, Debian's prometheus/wrk/hey/docker-compose,
-#                                 and .venv-func313: CPython 3.13 with requirements.txt, where
-#                                 tests/functions_runtime runs function_app.py in azure-functions-runtime
+#                                 the Node.js gRPC client, Debian's prometheus/wrk/hey/docker-compose
+#                                 and chromium (headless: the Swagger UI test), and .venv-func313:
+#                                 CPython 3.13 with requirements.txt, where tests/functions_runtime
+#                                 runs function_app.py in azure-functions-runtime
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dev=0
@@ -70,7 +71,7 @@ if [ -f clients/node/package.json ] && [ ! -d clients/node/node_modules ]; then
 fi
 
 missing=()
-for tool in prometheus wrk hey docker-compose; do
+for tool in prometheus wrk hey docker-compose chromium; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
