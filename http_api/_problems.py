@@ -21,8 +21,23 @@ from core import (
 
 PROBLEM_TYPE = "application/problem+json"
 
+
+class ClientClosedRequest(GatewayError):
+    """The client hung up before its request was read (counted as 499, nginx's code)."""
+
+    title = "Client closed request"
+
+
+class RequestTimeout(GatewayError):
+    """The local server's body deadline passed (``RestHost:BodyTimeoutSeconds``)."""
+
+    title = "Request timeout"
+
+
 # Most specific first: the first matching class decides the status.
 STATUS: tuple[tuple[type[GatewayError], int], ...] = (
+    (ClientClosedRequest, 499),
+    (RequestTimeout, 408),
     (PayloadTooLarge, 413),
     (InvalidRequest, 400),
     (Unauthenticated, 401),
@@ -52,4 +67,6 @@ def problem_for(error: GatewayError, *, instance: str = "") -> Response:
     headers: dict[str, str] = {}
     if error.retry_after is not None:
         headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
+    if status in (408, 413):  # the rest of the body stays unread: the connection cannot be reused
+        headers["Connection"] = "close"
     return problem(status, error.title, error.detail, instance=instance, headers=headers)

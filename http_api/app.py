@@ -47,9 +47,11 @@ _ERRORS: dict[str, Any] = {
 }
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """The REST app over one gateway built from ``settings`` (default: environment)."""
-    provider = LazyGateway(settings if settings is not None else settings_from_environment)
+def create_app(settings: Settings | None = None, *, provider: LazyGateway | None = None) -> FastAPI:
+    """The REST app over one gateway: ``provider``'s, else one built from ``settings`` (default:
+    environment)."""
+    if provider is None:
+        provider = LazyGateway(settings if settings is not None else settings_from_environment)
     handlers = RestHandlers(provider)
 
     @asynccontextmanager
@@ -58,8 +60,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         await provider.aclose()
 
+    # No trailing-slash redirects: Starlette builds their Location from the Host header.
     app = FastAPI(title="Azure OpenAI multitenant gateway", version="0.1.0", docs_url=None,
-                  redoc_url=None, lifespan=lifespan)
+                  redoc_url=None, lifespan=lifespan, redirect_slashes=False)
     body = {"required": True, "content": {"application/json": {"schema": _CONVERSATION_SCHEMA}}}
     app.add_api_route(
         "/openai/echo", handlers.echo, methods=["GET"], summary="Echo the tenant and a value",
