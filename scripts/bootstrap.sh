@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install what the gateway needs on a fresh machine. Idempotent: re-running skips what is there.
-#   scripts/bootstrap.sh          Python runtime only (.venv), enough for scripts/run-local.sh
+#   scripts/bootstrap.sh          Python runtime and the console client (.venv): scripts/run-local.sh
 #   scripts/bootstrap.sh --dev    everything the tests use: dev packages, Azurite (npm),
 #                                 the Node.js gRPC client, Debian's prometheus/wrk/hey/docker-compose
 #                                 and chromium (headless: the Swagger UI test), and .venv-func313:
@@ -18,9 +18,9 @@ if [ ! -x .venv/bin/python ]; then
   .venv/bin/pip install -q --upgrade pip
 fi
 
-req=requirements.txt
+req=requirements-client.txt
 [ "$dev" = 1 ] && req=requirements-dev.txt
-stamp=".venv/.installed-$(cat requirements.txt "$req" | sha256sum | cut -c1-16)-$dev"
+stamp=".venv/.installed-$(cat requirements.txt requirements-client.txt "$req" | sha256sum | cut -c1-16)-$dev"
 if [ ! -f "$stamp" ]; then
   echo "bootstrap: pip install -r $req"
   .venv/bin/pip install -q --disable-pip-version-check -r "$req"
