@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
@@ -24,21 +24,28 @@ from ._runtime import LazyGateway, settings_from_environment
 _CONVERSATION_SCHEMA: dict[str, Any] = {
     "type": "array",
     "minItems": 1,
+    "maxItems": 256,  # Gateway:MaxMessages (default)
+    "contains": {"type": "object", "required": ["role"], "properties": {"role": {"const": "user"}}},
     "items": {
         "type": "object",
         "required": ["role", "content"],
         "properties": {
             "role": {"type": "string", "enum": ["system", "user", "assistant"]},
-            "content": {"type": "string"},
+            "content": {"type": "string", "minLength": 1, "maxLength": 200_000, "pattern": "\\S"},
         },
     },
     "example": [{"role": "user", "content": "Tell me about Milan"}],
 }
+_TENANT_SCHEMA: dict[str, Any] = {"type": "string", "pattern": "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$",
+                                  "example": "contoso"}
 _TENANT_PARAMS: list[dict[str, Any]] = [
-    {"name": "tenant", "in": "query", "required": False, "schema": {"type": "string"},
-     "description": "Tenant name (else the X-Tenant header, else the JWT's 'tenant' claim)"},
-    {"name": "X-Tenant", "in": "header", "required": False, "schema": {"type": "string"}},
+    {"name": "tenant", "in": "query", "required": False, "schema": _TENANT_SCHEMA,
+     "description": "Tenant name (else the X-Tenant header, else the JWT's 'tenant' claim); "
+                    "trimmed and lower-cased"},
+    {"name": "X-Tenant", "in": "header", "required": False, "schema": _TENANT_SCHEMA},
 ]
+_INT32: dict[str, Any] = {"type": "integer", "format": "int32", "minimum": -(2**31), "maximum": 2**31 - 1}
+_PROBLEM = {"application/problem+json": {}}
 _ERRORS: dict[str, Any] = {
     str(code): {"description": text, "content": {"application/problem+json": {}}}
     for code, text in [(400, "Bad input"), (401, "Unauthenticated"), (413, "Body too large"),
@@ -65,14 +72,16 @@ def create_app(settings: Settings | None = None, *, provider: LazyGateway | None
                   redoc_url=None, lifespan=lifespan, redirect_slashes=False)
     body = {"required": True, "content": {"application/json": {"schema": _CONVERSATION_SCHEMA}}}
     app.add_api_route(
-        "/openai/echo", handlers.echo, methods=["GET"], summary="Echo the tenant and a value",
+        "/openai/echo", handlers.echo, methods=["GET"], response_class=PlainTextResponse,
+        summary="Echo the tenant and a value",
         openapi_extra={"parameters": [*_TENANT_PARAMS, {"name": "value", "in": "query", "required": True,
-                                                         "schema": {"type": "integer"}}],
+                                                         "schema": _INT32}],
                        "responses": {"200": {"description": "tenant: t value: N",
                                              "content": {"text/plain": {}}}, **_ERRORS}},
     )
     app.add_api_route(
-        "/openai/chat", handlers.chat, methods=["POST"], summary="Chat completion (plain text)",
+        "/openai/chat", handlers.chat, methods=["POST"], response_class=PlainTextResponse,
+        summary="Chat completion (plain text)",
         openapi_extra={"parameters": _TENANT_PARAMS, "requestBody": body,
                        "responses": {"200": {"description": "The completion text",
                                              "content": {"text/plain": {}}}, **_ERRORS}},
@@ -85,8 +94,16 @@ def create_app(settings: Settings | None = None, *, provider: LazyGateway | None
                            "application/json": {"schema": {"type": "array", "items": {"type": "string"}}},
                            "text/event-stream": {}}}, **_ERRORS}},
     )
-    app.add_api_route("/metrics", handlers.metrics, methods=["GET"], summary="Prometheus metrics")
-    app.add_api_route("/healthz", handlers.healthz, methods=["GET"], summary="Liveness")
+    app.add_api_route(
+        "/metrics", handlers.metrics, methods=["GET"], response_class=PlainTextResponse, summary="Prometheus metrics",
+        openapi_extra={"responses": {
+            "200": {"description": "Prometheus text format", "content": {"text/plain": {}}},
+            "404": {"description": "Prometheus:Enabled is false", "content": _PROBLEM}}},
+    )
+    app.add_api_route(
+        "/healthz", handlers.healthz, methods=["GET"], response_class=PlainTextResponse, summary="Liveness",
+        openapi_extra={"responses": {"200": {"description": "ok", "content": {"text/plain": {}}}}},
+    )
     _add_docs(app)
     _add_problem_handlers(app)
     return app

@@ -62,3 +62,27 @@ def rest_process(tmp_path: Path, config: Path = SAMPLE, **env: str) -> Iterator[
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@contextmanager
+def simulators(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """Simulated AlphaOpenAI and BetaOpenAI (no latency, no content filter) as one process; yields
+    the environment that points the sample settings at them."""
+    alpha, beta = free_port(), free_port()
+    with (tmp_path / "simulator.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "simulator", "--zero-latency", "--no-content-filter", "--log-level", "WARNING",
+             "--instances", f"AlphaOpenAI:{alpha}:sim-key-alpha,BetaOpenAI:{beta}:sim-key-beta"],
+            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_port(alpha, proc, what="simulator AlphaOpenAI")
+        wait_port(beta, proc, what="simulator BetaOpenAI")
+        yield {"AzureOpenAI__Services__AlphaOpenAI__Endpoint": f"http://127.0.0.1:{alpha}/",
+               "AzureOpenAI__Services__BetaOpenAI__Endpoint": f"http://127.0.0.1:{beta}/"}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
