@@ -27,6 +27,7 @@ from ._problems import PROBLEM_TYPE, RequestTimeout
 
 log = logging.getLogger("http_api")
 
+LINGER_SECONDS = 2.0  # after answering a cut-off connection, how long its in-flight bytes are read
 Cutoff = Callable[[int, float], None]  # (status, seconds since the connection's request began)
 ASGIApp = Callable[..., Any]
 
@@ -45,6 +46,7 @@ def guarded_protocol(limits: RestHostSettings, on_cutoff: Cutoff) -> type[HttpTo
         _header_bytes = 0
         _awaiting_headers = True
         _rejected = False
+        _discarded = 0
         _header_timer: asyncio.TimerHandle | None = None
         _request_began = 0.0
 
@@ -55,10 +57,15 @@ def guarded_protocol(limits: RestHostSettings, on_cutoff: Cutoff) -> type[HttpTo
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._cancel_header_timer()
+            if self._awaiting_headers and self._header_bytes and not self._rejected:
+                on_cutoff(499, time.monotonic() - self._request_began)  # hung up mid-headers
             super().connection_lost(exc)
 
         def data_received(self, data: bytes) -> None:
-            if self._rejected:
+            if self._rejected:  # lingering after an answer: discard what is still in flight
+                self._discarded += len(data)
+                if self._discarded > limits.max_drain_bytes:
+                    self.transport.close()
                 return
             if self._awaiting_headers:
                 if self._header_timer is None:
@@ -73,10 +80,7 @@ def guarded_protocol(limits: RestHostSettings, on_cutoff: Cutoff) -> type[HttpTo
                              "(RestHost:MaxHeaderBytes)")
 
         def send_400_response(self, msg: str) -> None:
-            self._rejected = True
-            self._cancel_header_timer()
-            on_cutoff(400, time.monotonic() - self._request_began)
-            super().send_400_response(msg)
+            self._reject(400, "Bad Request", "the request is not valid HTTP/1.1", log_it=False)  # uvicorn logged it
 
         def on_headers_complete(self) -> None:
             size = len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers)
@@ -116,15 +120,24 @@ def guarded_protocol(limits: RestHostSettings, on_cutoff: Cutoff) -> type[HttpTo
                          f"the request headers did not arrive within {limits.header_timeout_seconds:g} s "
                          "(RestHost:HeaderTimeoutSeconds)")
 
-        def _reject(self, status: int, reason: str, detail: str) -> None:
+        def _reject(self, status: int, reason: str, detail: str, *, log_it: bool = True) -> None:
+            """Answer, then close gracefully: FIN first, and discard what the client still sends for
+            a moment (a plain close would reset the connection and the client could lose the answer)."""
             self._rejected = True
             self._cancel_header_timer()
-            client = f"{self.client[0]}:{self.client[1]}" if self.client else "a client"
-            log.info("closed the connection from %s: %s", client, detail)
+            if log_it:
+                client = f"{self.client[0]}:{self.client[1]}" if self.client else "a client"
+                log.info("closed the connection from %s: %s", client, detail)
             on_cutoff(status, time.monotonic() - self._request_began)
-            if not self.transport.is_closing():
-                self.transport.write(_raw_problem(status, reason, reason, detail))
-                self.transport.close()
+            if self.transport.is_closing():
+                return
+            if self.cycle is not None and not self.cycle.response_complete:
+                self.cycle.disconnected = True  # a request in flight (pipelining): it answers no more
+                self.cycle.message_event.set()
+            self.transport.write(_raw_problem(status, reason, reason, detail))
+            if self.transport.can_write_eof():
+                self.transport.write_eof()
+            self.loop.call_later(LINGER_SECONDS, self.transport.close)
 
     return GuardedHttpToolsProtocol
 
