@@ -6,6 +6,7 @@ FastAPI extension passes), translates HTTP <-> core, and nothing more.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -218,6 +219,9 @@ async def _observed(
             raise StreamAborted(exc.detail) from None
         problem = {"title": exc.title, "status": status_for(exc), "detail": exc.detail}
         yield b"event: error\ndata: " + orjson.dumps(problem) + b"\n\n"
+    except (GeneratorExit, asyncio.CancelledError):
+        status = "499"  # the client went away mid-stream (counted; the tokens are still billed)
+        raise
     finally:
         await stream.aclose()
         gateway.observe_request("stream", status, time.perf_counter() - started)

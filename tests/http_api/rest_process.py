@@ -65,13 +65,15 @@ def rest_process(tmp_path: Path, config: Path = SAMPLE, **env: str) -> Iterator[
 
 
 @contextmanager
-def simulators(tmp_path: Path) -> Iterator[dict[str, str]]:
-    """Simulated AlphaOpenAI and BetaOpenAI (no latency, no content filter) as one process; yields
-    the environment that points the sample settings at them."""
+def simulators(tmp_path: Path, *, per_token_latency_ms: int = 0) -> Iterator[dict[str, str]]:
+    """Simulated AlphaOpenAI and BetaOpenAI (no content filter; no latency unless asked) as one
+    process; yields the environment that points the sample settings at them."""
     alpha, beta = free_port(), free_port()
     with (tmp_path / "simulator.log").open("wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "simulator", "--zero-latency", "--no-content-filter", "--log-level", "WARNING",
+            [sys.executable, "-m", "simulator", "--no-content-filter", "--log-level", "WARNING",
+             *(["--latency-ms", "0", "--per-token-latency-ms", str(per_token_latency_ms)] if per_token_latency_ms
+               else ["--zero-latency"]),
              "--instances", f"AlphaOpenAI:{alpha}:sim-key-alpha,BetaOpenAI:{beta}:sim-key-beta"],
             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     try:

@@ -17,7 +17,7 @@ import httpx
 import openai
 import pytest
 import requests
-from rest_process import rest_process
+from rest_process import rest_process, simulators
 
 CHAT = "/openai/chat?tenant=contoso"
 BIG = json.dumps([{"role": "user", "content": "x" * (2 * 1024 * 1024)}]).encode()  # 2 MiB > MaxBodyBytes
@@ -192,3 +192,21 @@ def test_trailing_slash_does_not_redirect_to_the_host_header(tmp_path):
                                            b"Host: evil.example\r\nConnection: close\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 404 ")
     assert b"evil.example" not in answer and b"location:" not in answer.lower()
+
+
+def test_a_client_leaving_mid_stream_is_counted_as_499_and_still_billed(tmp_path):
+    body = b'[{"role":"user","content":"Tell me a long story about Milan"}]'
+    with simulators(tmp_path, per_token_latency_ms=20) as upstreams, rest_process(tmp_path, **upstreams) as server:
+        for accept in ("application/json", "text/event-stream"):
+            with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+                sock.sendall(f"POST /openai/stream?tenant=contoso HTTP/1.1\r\nHost: x\r\nAccept: {accept}\r\n"
+                             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+                assert sock.recv(100).startswith(b"HTTP/1.1 200 ")
+        time.sleep(2)
+        counted = server.requests_total("stream", "499")
+        with urllib.request.urlopen(f"{server.url}/metrics", timeout=10) as response:
+            metrics = response.read().decode()
+        log = server.log()
+    assert counted == 2
+    assert 'openai_total_tokens_total{method_name="stream",openai_name="alphaopenai",tenant_name="contoso"}' in metrics
+    assert_quiet(log)
