@@ -157,7 +157,7 @@ class BodyGuard:
         declared = headers.get(b"content-length", b"")
         chunked = b"chunked" in headers.get(b"transfer-encoding", b"").lower()
         state = _BodyState(more=chunked or (declared.isdigit() and int(declared) > 0),
-                           deadline=time.monotonic() + self.limits.body_timeout_seconds,
+                           deadline=asyncio.get_running_loop().time() + self.limits.body_timeout_seconds,
                            expects_continue=headers.get(b"expect", b"").lower() == b"100-continue")
         limits = self.limits
 
@@ -187,11 +187,9 @@ class _BodyState:
         self.timed_out = False
 
     async def receive(self, receive: ASGIApp, limits: RestHostSettings) -> dict[str, Any]:
-        remaining = self.deadline - time.monotonic()
         try:
-            if remaining <= 0:
-                raise TimeoutError
-            message: dict[str, Any] = await asyncio.wait_for(receive(), remaining)
+            async with asyncio.timeout_at(self.deadline):  # no extra task, unlike wait_for
+                message: dict[str, Any] = await receive()
         except TimeoutError:
             self.timed_out = True
             raise RequestTimeout(f"the request body did not arrive within {limits.body_timeout_seconds:g} s "
