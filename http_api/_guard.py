@@ -169,7 +169,8 @@ class BodyGuard:
 
         async def guarded_send(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start" and state.more:
-                if not state.timed_out and not (state.expects_continue and not state.read_any):
+                too_big = declared.isdigit() and int(declared) > limits.max_drain_bytes  # not worth reading
+                if not (state.timed_out or too_big or (state.expects_continue and not state.read_any)):
                     await state.drain(receive, limits)
                 if state.more:  # the rest of the body stays unread: the connection cannot be reused
                     message = {**message, "headers": [*message.get("headers", ()), (b"connection", b"close")]}
