@@ -40,6 +40,8 @@ from protos import openai_pb2, openai_pb2_grpc  # noqa: E402
 SERVICE = openai_pb2.DESCRIPTOR.services_by_name["OpenAIServiceGrpc"].full_name
 SERVER_SIDE = {"INTERNAL", "UNKNOWN", "DATA_LOSS", "UNAVAILABLE"}
 STATUS_LINE = re.compile(rb"HTTP/1\.[01] (\d{3}) ")
+LIFECYCLE = re.compile(r"listening on|Started server process|Waiting for application|Application (startup|shutdown) "
+                       r"complete|Shutting down|Finished server process|shutting down|host stopped")
 READ_TIMEOUT = 20.0  # longer than the probe's header/body deadlines (2 s / 3 s)
 
 
@@ -228,13 +230,18 @@ def report(rows: list[tuple[str, str, str, str]], logs: dict[str, str], hangups_
     print(f"server errors (5xx / INTERNAL, UNKNOWN, DATA_LOSS, UNAVAILABLE): {five}")
     print(f"unanswered connections: {unanswered}")
     print(f"tracebacks in logs: {tracebacks}; ERROR lines: {errors}")
+    lines = {name: len([ln for ln in text.splitlines() if ln.strip() and not LIFECYCLE.search(ln)])
+             for name, text in logs.items()}
+    print(f"log lines about the cases: rest {lines['rest']} for {rest_cases_n} cases, "
+          f"grpc {lines['grpc']} for {grpc_cases_n} cases (at most one each)")
     print(f"REST hang-ups counted in gateway_requests_total{{status=\"499\"}}: {hangups_counted:g} "
           f"for {hangups} hang-up cases (requests cut off by broken framing count too)")
     for target, category, name, outcome in rows:
         if outcome in ("OK",) or outcome.startswith("2"):
             print(f"  accepted: {target} {category} / {name}: {outcome}")
     ok = (five == 0 and unanswered == 0 and not any(tracebacks.values()) and not any(errors.values())
-          and hangups_counted >= hangups and rest_cases_n >= 100 and grpc_cases_n >= 30)
+          and hangups_counted >= hangups and lines["rest"] <= rest_cases_n and lines["grpc"] <= grpc_cases_n
+          and rest_cases_n >= 100 and grpc_cases_n >= 30)
     print("RESULT: " + ("PASS" if ok else "FAIL"))
     return ok
 

@@ -37,12 +37,20 @@ def server_config(provider: LazyGateway, limits: RestHostSettings, *, log_level:
             gateway.observe_request(CUTOFF_ROUTE, status, seconds)
 
     app = BodyGuard(create_app(provider=provider), limits)
-    logging.getLogger("uvicorn.error").addFilter(quiet_stream_aborts)
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    uvicorn_log.addFilter(quiet_stream_aborts)
+    uvicorn_log.addFilter(_one_line_per_upgrade)
     return uvicorn.Config(
-        app, host=limits.host, port=limits.port, http=guarded_protocol(limits, on_cutoff),
+        app, host=limits.host, port=limits.port, http=guarded_protocol(limits, on_cutoff), ws="none",
         limit_concurrency=limits.max_connections, timeout_keep_alive=limits.keep_alive_seconds,
         log_level=log_level, access_log=False, lifespan="on", loop="auto",
     )
+
+
+def _one_line_per_upgrade(record: logging.LogRecord) -> bool:
+    """uvicorn follows "Unsupported upgrade request." with advice to install a WebSocket library:
+    the gateway serves no WebSockets, so that second line only misleads an operator."""
+    return not str(record.msg).startswith("No supported WebSocket library")
 
 
 def bind(host: str, port: int) -> socket.socket:
