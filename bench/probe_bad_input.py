@@ -121,7 +121,7 @@ async def metric_sum(port: int, name: str, status: str) -> float:
 
 
 def grpc_cases() -> dict[str, tuple[str, Callable[[grpc.aio.Channel], Awaitable[object]]]]:
-    """name -> (category, call); 34 cases."""
+    """name -> (category, call)."""
     stub_of = openai_pb2_grpc.OpenAIServiceGrpcStub
     msg = openai_pb2.GrpcMessage
     cases: dict[str, tuple[str, Callable[[grpc.aio.Channel], Awaitable[object]]]] = {}
@@ -159,6 +159,14 @@ def grpc_cases() -> dict[str, tuple[str, Callable[[grpc.aio.Channel], Awaitable[
         cases[f"chat: {name}"] = ("conversation", chat)
         if name in ("empty conversation", "unknown role", "no user message"):
             cases[f"stream: {name}"] = ("conversation", stream)
+    async def reflect(ch: grpc.aio.Channel) -> object:
+        call = ch.stream_stream("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo")(timeout=10)
+        await call.write(b"\xff")
+        await call.done_writing()
+        return [m async for m in call]
+    cases["health Check: truncated varint"] = (
+        "undecodable", lambda ch: ch.unary_unary("/grpc.health.v1.Health/Check")(b"\xff", timeout=10))
+    cases["reflection: truncated varint"] = ("undecodable", reflect)
     cases["unknown method"] = ("routing", lambda ch: ch.unary_unary(f"/{SERVICE}/Nope")(b"", timeout=10))
     cases["unknown service"] = ("routing", lambda ch: ch.unary_unary("/No.Such/Call")(b"", timeout=10))
     return cases

@@ -2,7 +2,7 @@
 
 grpc.aio deserializes a request before any servicer code runs; when protobuf cannot parse it,
 gRPC itself answers ``UNKNOWN`` with a Python class name in the details and logs a traceback.
-This interceptor wraps every unary-request handler's deserializer: a ``DecodeError`` becomes a
+This interceptor wraps every handler's request deserializer: a ``DecodeError`` becomes a
 marker value, and the wrapped handler answers it as the caller's mistake.
 """
 
@@ -48,7 +48,7 @@ class RejectUndecodable(grpc.aio.ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(handler_call_details)
-        if handler is None or handler.request_streaming or handler.request_deserializer is None:
+        if handler is None or handler.request_deserializer is None:
             return handler
         route = str(handler_call_details.method)
         decode = handler.request_deserializer
@@ -67,6 +67,8 @@ class RejectUndecodable(grpc.aio.ServerInterceptor):
             self._observe(route, grpc.StatusCode.INVALID_ARGUMENT.name, time.perf_counter() - request.started)
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, detail)
 
+        if handler.request_streaming:
+            return _with_request_stream(handler, safe_decode, reject)
         if handler.response_streaming:
             behavior = handler.unary_stream
             if inspect.isasyncgenfunction(behavior):
@@ -94,3 +96,32 @@ class RejectUndecodable(grpc.aio.ServerInterceptor):
             return await unary(request, context)
 
         return handler._replace(request_deserializer=safe_decode, unary_unary=unary_call)
+
+
+Reject = Callable[[_Undecodable, grpc.aio.ServicerContext], Awaitable[None]]
+
+
+def _with_request_stream(handler: Any, safe_decode: Callable[[bytes], Any], reject: Reject) -> Any:
+    """Client-streaming and bidi handlers (server reflection): the request iterator aborts with
+    INVALID_ARGUMENT at the first undecodable message."""
+    field = "stream_stream" if handler.response_streaming else "stream_unary"
+    behavior = getattr(handler, field)
+
+    async def checked(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        async for request in requests:
+            if isinstance(request, _Undecodable):
+                await reject(request, context)
+            yield request
+
+    if inspect.isasyncgenfunction(behavior):
+
+        async def gen(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            async for item in behavior(checked(requests, context), context):
+                yield item
+
+        return handler._replace(request_deserializer=safe_decode, **{field: gen})
+
+    async def call(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> Any:
+        return await behavior(checked(requests, context), context)
+
+    return handler._replace(request_deserializer=safe_decode, **{field: call})

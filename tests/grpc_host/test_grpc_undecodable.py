@@ -57,3 +57,25 @@ async def test_decodable_requests_are_untouched(channel: grpc.aio.Channel) -> No
     echo = channel.unary_unary(f"/{SERVICE}/Echo", response_deserializer=openai_pb2.EchoResponse.FromString)
     reply = await echo(openai_pb2.EchoRequest(tenant="contoso", value=7).SerializeToString(), timeout=10)
     assert reply.message == "tenant: contoso value: 7"
+
+
+async def test_health_and_reflection_reject_undecodable_requests_too(
+    channel: grpc.aio.Channel, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def check() -> object:
+        return await channel.unary_unary("/grpc.health.v1.Health/Check")(b"\xff", timeout=10)
+
+    async def watch() -> object:
+        return [m async for m in channel.unary_stream("/grpc.health.v1.Health/Watch")(b"\xff", timeout=10)]
+
+    async def reflect() -> object:  # bidirectional stream: the first undecodable message ends it
+        call = channel.stream_stream("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo")(timeout=10)
+        await call.write(b"\xff")
+        await call.done_writing()
+        return [m async for m in call]
+
+    for rpc in (check, watch, reflect):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await rpc()
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (rpc.__name__, caught.value.details())
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
