@@ -3,8 +3,9 @@
 Two layers, because uvicorn has no header limit for httptools and no header/body read timeouts:
 
 - :func:`guarded_protocol`: uvicorn's httptools protocol plus a cap on request line + headers
-  (431) and a deadline for them from the first byte (408). The connection is answered and
-  closed before the app ever sees it; ``on_cutoff`` counts it (route ``connection``).
+  (431), a deadline for them from the first byte (408) and the connection limit as a problem
+  (503). The connection is answered and closed before the app ever sees it; ``on_cutoff``
+  counts it (route ``connection``).
 - :class:`BodyGuard`: ASGI middleware giving the body a deadline (the handler answers 408 and
   counts it), and reading and discarding the unread rest of a body (up to ``MaxDrainBytes``)
   before an early answer (413, 401, 404...) goes out, so clients that write the whole body
@@ -32,9 +33,10 @@ Cutoff = Callable[[int, float], None]  # (status, seconds since the connection's
 ASGIApp = Callable[..., Any]
 
 
-def _raw_problem(status: int, reason: str, title: str, detail: str) -> bytes:
+def _raw_problem(status: int, reason: str, title: str, detail: str, retry_after: int | None = None) -> bytes:
     body = orjson.dumps({"type": "about:blank", "title": title, "status": status, "detail": detail})
-    head = (f"HTTP/1.1 {status} {reason}\r\ncontent-type: {PROBLEM_TYPE}\r\n"
+    extra = f"retry-after: {retry_after}\r\n" if retry_after is not None else ""
+    head = (f"HTTP/1.1 {status} {reason}\r\ncontent-type: {PROBLEM_TYPE}\r\n{extra}"
             f"content-length: {len(body)}\r\nconnection: close\r\n\r\n")
     return head.encode("ascii") + body
 
@@ -89,6 +91,12 @@ def guarded_protocol(limits: RestHostSettings, on_cutoff: Cutoff) -> type[HttpTo
                              f"the request line and headers are over {limits.max_header_bytes} bytes "
                              "(RestHost:MaxHeaderBytes)")
                 return
+            # self.connections includes this one; self.tasks not yet this request's
+            if len(self.connections) > limits.max_connections or len(self.tasks) >= limits.max_connections:
+                self._reject(503, "Service Unavailable",
+                             f"the server is at its limit of {limits.max_connections} concurrent connections "
+                             "(RestHost:MaxConnections); retry shortly", retry_after=1)
+                return
             self._awaiting_headers = False
             self._cancel_header_timer()
             super().on_headers_complete()
@@ -120,7 +128,8 @@ def guarded_protocol(limits: RestHostSettings, on_cutoff: Cutoff) -> type[HttpTo
                          f"the request headers did not arrive within {limits.header_timeout_seconds:g} s "
                          "(RestHost:HeaderTimeoutSeconds)")
 
-        def _reject(self, status: int, reason: str, detail: str, *, log_it: bool = True) -> None:
+        def _reject(self, status: int, reason: str, detail: str, *, log_it: bool = True,
+                    retry_after: int | None = None) -> None:
             """Answer, then close gracefully: FIN first, and discard what the client still sends for
             a moment (a plain close would reset the connection and the client could lose the answer)."""
             self._rejected = True
@@ -134,7 +143,7 @@ def guarded_protocol(limits: RestHostSettings, on_cutoff: Cutoff) -> type[HttpTo
             if self.cycle is not None and not self.cycle.response_complete:
                 self.cycle.disconnected = True  # a request in flight (pipelining): it answers no more
                 self.cycle.message_event.set()
-            self.transport.write(_raw_problem(status, reason, reason, detail))
+            self.transport.write(_raw_problem(status, reason, reason, detail, retry_after))
             if self.transport.can_write_eof():
                 self.transport.write_eof()
             self.loop.call_later(LINGER_SECONDS, self.transport.close)

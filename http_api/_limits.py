@@ -10,7 +10,7 @@ end enforces its own limits there.
     HeaderTimeoutSeconds   10        headers not complete in time after the first byte: 408, closed
     BodyTimeoutSeconds     30        body not complete in time after the headers: 408, closed
     KeepAliveSeconds       5         an idle keep-alive connection is closed
-    MaxConnections         1000      more concurrent connections or requests: 503 (uvicorn)
+    MaxConnections         1000      more concurrent connections or requests: 503 + Retry-After, closed
     MaxDrainBytes          8388608   a request answered before its body was read (413, 401, ...) has
                                      the rest of its body read and discarded up to this many bytes, so
                                      the client reads the answer instead of a reset; past it, closed

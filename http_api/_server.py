@@ -42,7 +42,8 @@ def server_config(provider: LazyGateway, limits: RestHostSettings, *, log_level:
     uvicorn_log.addFilter(_one_line_per_upgrade)
     return uvicorn.Config(
         app, host=limits.host, port=limits.port, http=guarded_protocol(limits, on_cutoff), ws="none",
-        limit_concurrency=limits.max_connections, timeout_keep_alive=limits.keep_alive_seconds,
+        limit_concurrency=None,  # RestHost:MaxConnections is enforced by the guarded protocol (a problem, counted)
+        timeout_keep_alive=limits.keep_alive_seconds,
         log_level=log_level, access_log=False, lifespan="on", loop="auto",
     )
 

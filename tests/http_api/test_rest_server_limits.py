@@ -121,8 +121,11 @@ def test_an_idle_keep_alive_connection_is_closed_after_keep_alive_seconds(tmp_pa
 
 def test_connections_over_max_connections_get_503(tmp_path):
     with rest_process(tmp_path, RestHost__MaxConnections="2") as server:
-        idle = [socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(2)]
+        idle = [socket.create_connection(("127.0.0.1", server.port), timeout=10)]
         try:
+            time.sleep(0.3)
+            second = raw_exchange(server.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            idle.append(socket.create_connection(("127.0.0.1", server.port), timeout=10))
             time.sleep(0.3)
             answer = raw_exchange(server.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         finally:
@@ -130,8 +133,12 @@ def test_connections_over_max_connections_get_503(tmp_path):
                 sock.close()
         time.sleep(0.3)
         after = raw_exchange(server.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-    assert answer.startswith(b"HTTP/1.1 503 ")
+        counted = server.requests_total("connection", "503")
+    assert second.startswith(b"HTTP/1.1 200 ")  # 2 connections: at the limit, not over it
+    assert answer.startswith(b"HTTP/1.1 503 ") and b"RestHost:MaxConnections" in answer
+    assert b"retry-after: 1" in answer.lower()
     assert after.startswith(b"HTTP/1.1 200 ")
+    assert counted == 1
 
 
 def _problem_413(status: int, body: bytes | str) -> None:
