@@ -67,6 +67,4 @@ def problem_for(error: GatewayError, *, instance: str = "") -> Response:
     headers: dict[str, str] = {}
     if error.retry_after is not None:
         headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
-    if status in (408, 413):  # the rest of the body stays unread: the connection cannot be reused
-        headers["Connection"] = "close"
     return problem(status, error.title, error.detail, instance=instance, headers=headers)
