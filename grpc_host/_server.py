@@ -22,6 +22,7 @@ from core import ConfigurationError, Gateway, Settings, StateStore, build_gatewa
 from protos import openai_pb2, openai_pb2_grpc
 
 from ._config import GrpcHostSettings
+from ._decode import RejectUndecodable
 from ._metrics import MetricsServer, start_metrics_server
 from ._servicer import OpenAIService
 
@@ -67,6 +68,7 @@ async def start_host(
     """Build the gateway once and start serving; raises ConfigurationError if it cannot listen."""
     gateway = build_gateway(settings, registry=registry, state_store=state_store)
     server = grpc.aio.server(
+        interceptors=[RejectUndecodable(gateway.observe_request)],
         options=[
             # Same body limit as REST; bigger messages get RESOURCE_EXHAUSTED from gRPC itself.
             ("grpc.max_receive_message_length", settings.gateway.max_body_bytes),

@@ -1,24 +1,31 @@
-"""``python -m http_api``: serve the REST handlers locally with uvicorn (127.0.0.1:8000)."""
+"""``python -m http_api``: serve the REST handlers locally with uvicorn (127.0.0.1:8000).
+
+Gateway settings: ``--config`` (or ``GATEWAY_CONFIG``) JSON file, then environment variables,
+then Key Vault. Server settings: ``RestHost__*`` variables (limits: see http_api/_limits.py and
+docs/rest-server.md), then flags. Exit codes: 0 after a clean shutdown, 2 on invalid configuration.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
+import os
 import sys
 
 import uvicorn
 
 from core import ConfigurationError, load_settings
 
-from ._handlers import quiet_stream_aborts
-from .app import create_app
+from ._limits import load_rest_host_settings
+from ._server import serve
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m http_api", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m http_api", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", help="JSON settings file (the C# sample's appsettings layout)")
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    parser.add_argument("--host", help="address to bind (RestHost__Host, default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port, 0 = any free (RestHost__Port, default 8000)")
     parser.add_argument("--log-level", default="warning", help="uvicorn log level (default warning)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -26,15 +33,14 @@ def main(argv: list[str] | None = None) -> int:
     # noise, and a cost on the hot path.
     for noisy in ("httpx2", "azure"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    logging.getLogger("uvicorn.error").addFilter(quiet_stream_aborts)
     try:
-        settings = load_settings(json_path=args.config)
+        settings = load_settings(json_path=args.config or os.environ.get("GATEWAY_CONFIG") or None)
+        limits = load_rest_host_settings(os.environ, {"host": args.host, "port": args.port})
+        with asyncio.Runner(loop_factory=uvicorn.Config(app=None, loop="auto").get_loop_factory()) as runner:
+            return runner.run(serve(settings, limits, log_level=args.log_level))
     except ConfigurationError as exc:
-        print(f"configuration error: {exc.detail}", file=sys.stderr)
+        print(f"http_api: invalid configuration: {exc.detail}", file=sys.stderr)
         return 2
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level,
-                access_log=False, loop="auto", http="auto")
-    return 0
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@ FastAPI extension passes), translates HTTP <-> core, and nothing more.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -14,6 +16,7 @@ import orjson
 from fastapi import Request, Response
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.requests import ClientDisconnect
 
 from core import (
     ChatMessage,
@@ -25,12 +28,13 @@ from core import (
     PayloadTooLarge,
 )
 
-from ._problems import problem, problem_for, status_for
+from ._problems import ClientClosedRequest, problem, problem_for, status_for
 
 log = logging.getLogger("http_api")
 
 GatewayProvider = Callable[[], Awaitable[Gateway]]
 JSON_TYPES = ("application/json", "text/json")
+ASCII_INTEGER = re.compile(r"[+-]?[0-9]{1,19}", re.ASCII)
 
 
 class StreamAborted(Exception):
@@ -144,10 +148,9 @@ class RestHandlers:
 def _int32(raw: str | None) -> int:
     if raw is None:
         raise InvalidRequest("the 'value' query parameter is missing; pass ?value=<integer>")
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        raise InvalidRequest(f"'value' must be an integer, got {raw[:40]!r}") from None
+    if not ASCII_INTEGER.fullmatch(raw.strip(" \t")):  # int() would also take '1_000' and '١٢'
+        raise InvalidRequest(f"'value' must be an integer (ASCII digits 0-9, optional sign), got {raw[:40]!r}")
+    value = int(raw.strip(" \t"))
     if not -(2**31) <= value < 2**31:
         raise InvalidRequest("'value' must fit in a 32-bit signed integer")
     return value
@@ -166,15 +169,19 @@ def credentials_of(request: Request) -> Credentials:
 
 async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
+    if declared and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"the body has {declared} bytes; the limit is {limit} (Gateway:MaxBodyBytes)")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"the body is over {limit} bytes (Gateway:MaxBodyBytes)")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"the body is over {limit} bytes (Gateway:MaxBodyBytes)")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        log.info("client hung up after %d bytes of the request body to %s", size, request.url.path)
+        raise ClientClosedRequest("the client closed the connection before sending the whole body") from None
     if not size:
         raise InvalidRequest("the body is empty; send a JSON array of messages")
     return b"".join(chunks)
@@ -222,6 +229,9 @@ async def _observed(
             raise StreamAborted(exc.detail) from None
         problem = {"title": exc.title, "status": status_for(exc), "detail": exc.detail}
         yield b"event: error\ndata: " + orjson.dumps(problem) + b"\n\n"
+    except (GeneratorExit, asyncio.CancelledError):
+        status = "499"  # the client went away mid-stream (counted; the tokens are still billed)
+        raise
     finally:
         await stream.aclose()
         gateway.observe_request("stream", status, time.perf_counter() - started)

@@ -24,8 +24,23 @@ from core import (
 
 PROBLEM_TYPE = "application/problem+json"
 
+
+class ClientClosedRequest(GatewayError):
+    """The client hung up before its request was read (counted as 499, nginx's code)."""
+
+    title = "Client closed request"
+
+
+class RequestTimeout(GatewayError):
+    """The local server's body deadline passed (``RestHost:BodyTimeoutSeconds``)."""
+
+    title = "Request timeout"
+
+
 # Most specific first: the first matching class decides the status.
 STATUS: tuple[tuple[type[GatewayError], int], ...] = (
+    (ClientClosedRequest, 499),
+    (RequestTimeout, 408),
     (PayloadTooLarge, 413),
     (NotFound, 404),
     (InvalidRequest, 400),

@@ -42,6 +42,11 @@ class LazyGateway:
                 self._gateway = built
             return self._gateway
 
+    @property
+    def built(self) -> Gateway | None:
+        """The gateway if it was built already (no building here)."""
+        return self._gateway
+
     async def aclose(self) -> None:
         if self._gateway is not None:
             await self._gateway.aclose()

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
@@ -24,21 +25,28 @@ from ._runtime import LazyGateway, settings_from_environment
 _CONVERSATION_SCHEMA: dict[str, Any] = {
     "type": "array",
     "minItems": 1,
+    "maxItems": 256,  # Gateway:MaxMessages (default)
+    "contains": {"type": "object", "required": ["role"], "properties": {"role": {"const": "user"}}},
     "items": {
         "type": "object",
         "required": ["role", "content"],
         "properties": {
             "role": {"type": "string", "enum": ["system", "user", "assistant"]},
-            "content": {"type": "string"},
+            "content": {"type": "string", "minLength": 1, "maxLength": 200_000, "pattern": "\\S"},
         },
     },
     "example": [{"role": "user", "content": "Tell me about Milan"}],
 }
+_TENANT_SCHEMA: dict[str, Any] = {"type": "string", "pattern": "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$",
+                                  "example": "contoso"}
 _TENANT_PARAMS: list[dict[str, Any]] = [
-    {"name": "tenant", "in": "query", "required": False, "schema": {"type": "string"},
-     "description": "Tenant name (else the X-Tenant header, else the JWT's 'tenant' claim)"},
-    {"name": "X-Tenant", "in": "header", "required": False, "schema": {"type": "string"}},
+    {"name": "tenant", "in": "query", "required": False, "schema": _TENANT_SCHEMA,
+     "description": "Tenant name (else the X-Tenant header, else the JWT's 'tenant' claim); "
+                    "trimmed and lower-cased"},
+    {"name": "X-Tenant", "in": "header", "required": False, "schema": _TENANT_SCHEMA},
 ]
+_INT32: dict[str, Any] = {"type": "integer", "format": "int32", "minimum": -(2**31), "maximum": 2**31 - 1}
+_PROBLEM = {"application/problem+json": {}}
 _ERRORS: dict[str, Any] = {
     str(code): {"description": text, "content": {"application/problem+json": {}}}
     for code, text in [(400, "Bad input"), (401, "Unauthenticated"), (403, "Another tenant than the credentials'"),
@@ -48,9 +56,11 @@ _ERRORS: dict[str, Any] = {
 }
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """The REST app over one gateway built from ``settings`` (default: environment)."""
-    provider = LazyGateway(settings if settings is not None else settings_from_environment)
+def create_app(settings: Settings | None = None, *, provider: LazyGateway | None = None) -> FastAPI:
+    """The REST app over one gateway: ``provider``'s, else one built from ``settings`` (default:
+    environment)."""
+    if provider is None:
+        provider = LazyGateway(settings if settings is not None else settings_from_environment)
     handlers = RestHandlers(provider)
     compat = CompatHandlers(provider)
 
@@ -60,18 +70,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         await provider.aclose()
 
+    # No trailing-slash redirects: Starlette builds their Location from the Host header.
     app = FastAPI(title="Azure OpenAI multitenant gateway", version="0.1.0", docs_url=None,
-                  redoc_url=None, lifespan=lifespan)
+                  redoc_url=None, lifespan=lifespan, redirect_slashes=False)
     body = {"required": True, "content": {"application/json": {"schema": _CONVERSATION_SCHEMA}}}
     app.add_api_route(
-        "/openai/echo", handlers.echo, methods=["GET"], summary="Echo the tenant and a value",
+        "/openai/echo", handlers.echo, methods=["GET"], response_class=PlainTextResponse,
+        summary="Echo the tenant and a value",
         openapi_extra={"parameters": [*_TENANT_PARAMS, {"name": "value", "in": "query", "required": True,
-                                                         "schema": {"type": "integer"}}],
+                                                         "schema": _INT32}],
                        "responses": {"200": {"description": "tenant: t value: N",
                                              "content": {"text/plain": {}}}, **_ERRORS}},
     )
     app.add_api_route(
-        "/openai/chat", handlers.chat, methods=["POST"], summary="Chat completion (plain text)",
+        "/openai/chat", handlers.chat, methods=["POST"], response_class=PlainTextResponse,
+        summary="Chat completion (plain text)",
         openapi_extra={"parameters": _TENANT_PARAMS, "requestBody": body,
                        "responses": {"200": {"description": "The completion text",
                                              "content": {"text/plain": {}}}, **_ERRORS}},
@@ -85,8 +98,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                            "text/event-stream": {}}}, **_ERRORS}},
     )
     _add_compat_routes(app, compat)
-    app.add_api_route("/metrics", handlers.metrics, methods=["GET"], summary="Prometheus metrics")
-    app.add_api_route("/healthz", handlers.healthz, methods=["GET"], summary="Liveness")
+    app.add_api_route(
+        "/metrics", handlers.metrics, methods=["GET"], response_class=PlainTextResponse, summary="Prometheus metrics",
+        openapi_extra={"responses": {
+            "200": {"description": "Prometheus text format", "content": {"text/plain": {}}},
+            "404": {"description": "Prometheus:Enabled is false", "content": _PROBLEM}}},
+    )
+    app.add_api_route(
+        "/healthz", handlers.healthz, methods=["GET"], response_class=PlainTextResponse, summary="Liveness",
+        openapi_extra={"responses": {"200": {"description": "ok", "content": {"text/plain": {}}}}},
+    )
     _add_docs(app)
     _add_problem_handlers(app)
     return app
@@ -136,17 +157,18 @@ def _add_compat_routes(app: FastAPI, compat: CompatHandlers) -> None:
 
 
 def _add_docs(app: FastAPI) -> None:
-    import swagger_ui_bundle
+    """Swagger UI 5 (reads OpenAPI 3.1) from the ``fastapi-offline`` package: no CDN, no internet."""
+    import fastapi_offline
 
-    app.mount("/docs/static", StaticFiles(directory=str(swagger_ui_bundle.swagger_ui_path)),
-              name="swagger-static")
+    static = Path(fastapi_offline.__file__).parent / "static"
+    app.mount("/docs/static", StaticFiles(directory=str(static)), name="swagger-static")
 
     async def docs(_: Request) -> HTMLResponse:
         return get_swagger_ui_html(
             openapi_url="/openapi.json", title=f"{app.title} - Swagger UI",
             swagger_js_url="/docs/static/swagger-ui-bundle.js",
             swagger_css_url="/docs/static/swagger-ui.css",
-            swagger_favicon_url="/docs/static/favicon-32x32.png",
+            swagger_favicon_url="/docs/static/favicon.png",
         )
 
     app.add_api_route("/docs", docs, methods=["GET"], include_in_schema=False)

@@ -35,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rest-port", type=int, default=8000)
     parser.add_argument("--grpc-port", type=int, default=8002)
     parser.add_argument("--grpc-metrics-port", type=int, default=9102)
+    parser.add_argument("--simulator-ports", default="8101,8102", metavar="ALPHA,BETA",
+                        help="ports of the simulated AlphaOpenAI and BetaOpenAI (default 8101,8102)")
     parser.add_argument("--no-grpc", action="store_true", help="do not start the gRPC host")
     parser.add_argument("--state", choices=["memory", "table"], default="memory",
                         help="round-robin state: in memory, or Table storage on a local Azurite")
@@ -48,12 +50,16 @@ def main(argv: list[str] | None = None) -> int:
     config = args.config or SAMPLE
     try:
         if args.config is None:
+            alpha, beta = _simulator_ports(parser, args.simulator_ports)
             sim = _start([sys.executable, "-m", "simulator", "--per-token-latency-ms", "15",
                           "--log-level", "WARNING",
-                          "--instances", "AlphaOpenAI:8101:sim-key-alpha,BetaOpenAI:8102:sim-key-beta"])
+                          "--instances", f"AlphaOpenAI:{alpha}:sim-key-alpha,BetaOpenAI:{beta}:sim-key-beta"])
             procs.append(sim)
-            wait_port(8101, sim, what="simulator AlphaOpenAI")
-            wait_port(8102, sim, what="simulator BetaOpenAI")
+            wait_port(alpha, sim, what="simulator AlphaOpenAI")
+            wait_port(beta, sim, what="simulator BetaOpenAI")
+            # The sample settings point at 8101/8102; environment variables win over the JSON file.
+            env.update({"AzureOpenAI__Services__AlphaOpenAI__Endpoint": f"http://127.0.0.1:{alpha}/",
+                        "AzureOpenAI__Services__BetaOpenAI__Endpoint": f"http://127.0.0.1:{beta}/"})
         if args.state == "table":
             env.update(_start_azurite(procs))
         rest = _start([sys.executable, "-m", "http_api", "--config", str(config),
@@ -98,6 +104,13 @@ def main(argv: list[str] | None = None) -> int:
                 proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def _simulator_ports(parser: argparse.ArgumentParser, value: str) -> tuple[int, int]:
+    parts = value.split(",")
+    if len(parts) != 2 or not all(p.strip().isascii() and p.strip().isdigit() for p in parts):
+        parser.error(f"--simulator-ports takes two ports, ALPHA,BETA; got {value!r}")
+    return int(parts[0]), int(parts[1])
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Install what the gateway needs on a fresh machine. Idempotent: re-running skips what is there.
-#   scripts/bootstrap.sh          Python runtime only (.venv), enough for scripts/run-local.sh
+#   scripts/bootstrap.sh          Python runtime and the console client (.venv): scripts/run-local.sh
 #   scripts/bootstrap.sh --dev    everything the tests use: dev packages, Azurite (npm),
-#                                 the Node.js gRPC client, Debian's prometheus/wrk/hey/docker-compose,
-#                                 and .venv-func313: CPython 3.13 with requirements.txt, where
-#                                 tests/functions_runtime runs function_app.py in azure-functions-runtime
+#                                 the Node.js gRPC client, Debian's prometheus/wrk/hey/docker-compose
+#                                 and chromium (headless: the Swagger UI test), and .venv-func313:
+#                                 CPython 3.13 with requirements.txt, where tests/functions_runtime
+#                                 runs function_app.py in azure-functions-runtime
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dev=0
@@ -17,9 +18,9 @@ if [ ! -x .venv/bin/python ]; then
   .venv/bin/pip install -q --upgrade pip
 fi
 
-req=requirements.txt
+req=requirements-client.txt
 [ "$dev" = 1 ] && req=requirements-dev.txt
-stamp=".venv/.installed-$(cat requirements.txt "$req" | sha256sum | cut -c1-16)-$dev"
+stamp=".venv/.installed-$(cat requirements.txt requirements-client.txt "$req" | sha256sum | cut -c1-16)-$dev"
 if [ ! -f "$stamp" ]; then
   echo "bootstrap: pip install -r $req"
   .venv/bin/pip install -q --disable-pip-version-check -r "$req"
@@ -70,7 +71,7 @@ if [ -f clients/node/package.json ] && [ ! -d clients/node/node_modules ]; then
 fi
 
 missing=()
-for tool in prometheus wrk hey docker-compose; do
+for tool in prometheus wrk hey docker-compose chromium; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
