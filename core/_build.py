@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import secrets
+import socket
 from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry
@@ -12,6 +15,8 @@ from ._gateway import Background, Gateway
 from ._routing import Router
 from ._tokens import warm_up
 from .config import ServiceSettings, Settings
+from .ledger import Ledger, MemoryLedgerStore, Price
+from .ledger import LedgerStore as LedgerStoreType
 from .state import MemoryStateStore, StateStore, TableLocation
 from .telemetry import GatewayMetrics
 from .upstream import TokenProvider, Upstream
@@ -46,7 +51,9 @@ def build_gateway(
     store = state_store if state_store is not None else build_state_store(settings, registry=registry)
     router = Router(tuple(upstreams), mappings, store)
     warm_up()
-    return Gateway(settings, upstreams, router, metrics, registry, store, _background(settings, registry))
+    ledger = build_ledger(settings, registry=registry)
+    background = (*_background(settings, registry), *((ledger,) if ledger is not None else ()))
+    return Gateway(settings, upstreams, router, metrics, registry, store, background, ledger=ledger)
 
 
 def unusable_reason(service: ServiceSettings) -> str:
@@ -93,6 +100,25 @@ def build_state_store(
         registry=registry,
         probe_interval_seconds=probe_interval_seconds,
     )
+
+
+def build_ledger(settings: Settings, *, registry: CollectorRegistry, writer: str | None = None) -> Ledger | None:
+    """The usage ledger (``Ledger:*``): in the state store's Table storage account, else in memory."""
+    config = settings.ledger
+    if not config.enabled:
+        return None
+    if settings.state_store.type == "table":
+        from .ledger._table import TableLedgerStore
+        from .state._table import open_table
+
+        client, credential = open_table(table_location(settings, config.table_name, "Ledger:TableName"))
+        store: LedgerStoreType = TableLedgerStore(client, credential=credential, timeout_seconds=config.timeout_seconds)
+    else:
+        store = MemoryLedgerStore()
+    prices = {model: Price(p.prompt_per1k, p.completion_per1k) for model, p in settings.pricing.items()}
+    # One writer per process lifetime: its rows are its own, so rewriting them is idempotent.
+    writer = writer or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+    return Ledger(store, writer=writer, flush_seconds=config.flush_seconds, prices=prices, registry=registry)
 
 
 def table_location(settings: Settings, table_name: str, table_name_key: str = "StateStore:TableName") -> TableLocation:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Protocol, TypeVar
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -21,6 +22,7 @@ from ._routing import Router
 from ._tokens import count_prompt, count_text
 from ._values import ChatMessage, Completion, Method, Usage
 from .config import Settings
+from .ledger import GroupBy, Ledger, LedgerUnavailable, UsageLine
 from .state import StateStore
 from .telemetry import GatewayMetrics
 from .upstream import Upstream, UpstreamStream
@@ -51,6 +53,8 @@ class Gateway:
         registry: CollectorRegistry,
         store: StateStore,
         background: Sequence[Background] = (),
+        *,
+        ledger: Ledger | None = None,
     ) -> None:
         self._settings = settings
         self._registry = registry
@@ -59,6 +63,7 @@ class Gateway:
         self._router = router
         self._store = store
         self._background = tuple(background)
+        self._ledger = ledger
         self._started = False
 
     @property
@@ -115,6 +120,21 @@ class Gateway:
     def _bill(self, tenant: str, method: Method, completion: Completion) -> None:
         """The one place a finished chat or stream is accounted for."""
         self._metrics.tokens.record(completion.instance, tenant, method, completion.usage)
+        if self._ledger is not None:
+            service = self._upstreams[completion.instance].settings
+            self._ledger.record(tenant, completion.instance, service.deployment, service.model,
+                                completion.usage, completion.usage_reported)
+
+    async def usage(
+        self, tenant: str | None, start: datetime, end: datetime, group_by: GroupBy = "day"
+    ) -> list[UsageLine]:
+        """The ledger's lines for ``tenant`` (None: every tenant) in ``[start, end)``, summed per period."""
+        if self._ledger is None:
+            raise UpstreamUnavailable("the usage ledger is disabled (Ledger:Enabled is false)")
+        try:
+            return await self._ledger.usage(tenant, start, end, group_by)
+        except LedgerUnavailable as exc:
+            raise UpstreamUnavailable(f"the usage ledger cannot be read now ({exc.detail}); retry shortly") from None
 
     async def aclose(self) -> None:
         for task in self._background:

@@ -23,6 +23,8 @@ _DISPLAY = {
     "tenant_azure_openai_mappings": "TenantAzureOpenAIMappings",
     "api_key": "ApiKey",
     "azure_web_jobs_storage": "AzureWebJobsStorage",
+    "prompt_per1k": "PromptPer1K",
+    "completion_per1k": "CompletionPer1K",
 }
 
 
@@ -184,6 +186,22 @@ class RemoteWriteSettings(_Section):
     timeout_seconds: float = Field(default=10.0, gt=0)
 
 
+class LedgerSettings(_Section):
+    """``Ledger:*`` — the usage ledger (Table storage with ``StateStore:Type=table``, else memory)."""
+
+    enabled: bool = True
+    flush_seconds: float = Field(default=10.0, gt=0, le=3600)
+    table_name: str = "gatewayledger"
+    timeout_seconds: float = Field(default=10.0, gt=0)
+
+
+class PriceSettings(_Section):
+    """``Pricing:<model>:{PromptPer1K, CompletionPer1K}`` — price per 1,000 tokens, any currency."""
+
+    prompt_per1k: float = Field(default=0.0, ge=0)
+    completion_per1k: float = Field(default=0.0, ge=0)
+
+
 class Settings(_Section):
     azure_openai: AzureOpenAISettings = Field(default_factory=AzureOpenAISettings)
     tenant_azure_openai_mappings: dict[str, str] = Field(default_factory=dict)
@@ -196,6 +214,8 @@ class Settings(_Section):
     azure_web_jobs_storage: StorageConnectionSettings = Field(
         default_factory=StorageConnectionSettings
     )
+    ledger: LedgerSettings = Field(default_factory=LedgerSettings)
+    pricing: dict[str, PriceSettings] = Field(default_factory=dict)
 
     @field_validator("tenant_azure_openai_mappings", mode="after")
     @classmethod
