@@ -28,6 +28,11 @@ async def stream(req: Request) -> StreamingResponse:
     return await handlers.stream(req)
 
 
+@app.route(route="admin/usage", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+async def usage(req: Request) -> Response:
+    return await handlers.usage(req)
+
+
 @app.route(route="metrics", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 async def metrics(req: Request) -> Response:
     return await handlers.metrics(req)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
 
 import orjson
 from fastapi import Request, Response
@@ -26,6 +27,7 @@ from core import (
 )
 
 from ._problems import problem, problem_for, status_for
+from ._usage import usage_format, usage_period, usage_response
 
 log = logging.getLogger("http_api")
 
@@ -101,6 +103,18 @@ class RestHandlers:
             return problem(404, "Not found", "metrics are disabled (Prometheus:Enabled is false)")
         return Response(exposition, media_type=CONTENT_TYPE_LATEST)
 
+    async def usage(self, request: Request) -> Response:
+        """``GET /admin/usage``: ledger lines as JSON or CSV."""
+
+        async def answer(gateway: Gateway) -> Response:
+            start, end, group_by = usage_period(request, datetime.now(UTC))
+            fmt = usage_format(request)
+            tenant = _usage_tenant(request)
+            lines = await gateway.usage(tenant, start, end, "hour" if group_by == "hour" else "day")
+            return usage_response(lines, fmt, start, end, group_by)
+
+        return await self._answer("usage", request, answer)
+
     async def healthz(self, request: Request) -> Response:
         await self._provider()
         return PlainTextResponse("ok")
@@ -153,6 +167,13 @@ def _tenant(request: Request) -> str:
         header=request.headers.get("x-tenant"),
         authorization=request.headers.get("authorization"),
     )
+
+
+def _usage_tenant(request: Request) -> str | None:
+    """The tenant whose rows are asked for; None (every tenant) when none is named."""
+    if request.query_params.get("tenant") is None and request.headers.get("x-tenant") is None:
+        return None
+    return _tenant(request)
 
 
 async def _read_body(request: Request, limit: int) -> bytes:

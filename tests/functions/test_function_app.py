@@ -23,6 +23,7 @@ EXPECTED = {
     "echo": ("openai/echo", ["GET"], func.AuthLevel.FUNCTION),
     "chat": ("openai/chat", ["POST"], func.AuthLevel.FUNCTION),
     "stream": ("openai/stream", ["POST"], func.AuthLevel.FUNCTION),
+    "usage": ("admin/usage", ["GET"], func.AuthLevel.FUNCTION),
     "metrics": ("metrics", ["GET"], func.AuthLevel.FUNCTION),
     "healthz": ("healthz", ["GET"], func.AuthLevel.ANONYMOUS),
 }
