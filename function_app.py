@@ -60,6 +60,9 @@ async def v1_responses(req: Request) -> Response:
 @app.route(route="openai/responses", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 async def responses(req: Request) -> Response:
     return await compat.responses(req)
+@app.route(route="admin/usage", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+async def usage(req: Request) -> Response:
+    return await handlers.usage(req)
 
 
 @app.route(route="metrics", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import secrets
+import socket
 from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry
@@ -22,6 +25,8 @@ from .access import (
     parse_hashes,
 )
 from .config import AuthSettings, LimitsSettings, ServiceSettings, Settings, TenantLimitSettings
+from .ledger import Ledger, MemoryLedgerStore, Price
+from .ledger import LedgerStore as LedgerStoreType
 from .limits import BudgetStore, Limit, Limiter, LimitPolicy, MemoryBudgetStore, TenantLimits
 from .state import MemoryStateStore, StateStore, TableLocation
 from .telemetry import GatewayMetrics, RateLimitMetrics
@@ -69,9 +74,12 @@ def build_gateway(
     router = Router(placements, mappings, store, health)
     warm_up()
     limiter = build_limiter(settings, RateLimitMetrics(registry, metrics.tokens.tenant_label))
-    background = (*_background(settings, registry), *_health_sync(settings, health))
+    ledger = build_ledger(settings, registry=registry)
+    background = (*_background(settings, registry), *_health_sync(settings, health),
+                  *((ledger,) if ledger is not None else ()))
     return Gateway(settings, upstreams, router, metrics, registry, store, background, health=health,
-                   authenticator=_authenticator(settings.auth, keys), limiter=limiter, relays=relays)
+                   authenticator=_authenticator(settings.auth, keys), limiter=limiter, relays=relays,
+                   ledger=ledger)
 
 
 def _authenticator(auth: AuthSettings, keys: KeyRing) -> Authenticator:
@@ -86,9 +94,11 @@ def _authenticator(auth: AuthSettings, keys: KeyRing) -> Authenticator:
                         refresh_interval_seconds=auth.jwt.refresh_interval_seconds)
         jwt = JwtVerifier(issuer=auth.jwt.issuer, audience=auth.jwt.audience, tenant_claim=auth.jwt.tenant_claim,
                           leeway_seconds=auth.jwt.clock_skew_seconds, keys=jwks)
-    metrics_key = auth.metrics_key.get_secret_value()
+    metrics_key, admin_key = auth.metrics_key.get_secret_value(), auth.admin_keys.get_secret_value()
     metrics_keys = KeyRing({"metrics": parse_hashes(metrics_key)}) if metrics_key.strip() else None
-    return Authenticator(modes=auth.modes, jwt=jwt, keys=keys, metrics_keys=metrics_keys)
+    admin_keys = KeyRing({"admin": parse_hashes(admin_key)}) if admin_key.strip() else None
+    return Authenticator(modes=auth.modes, jwt=jwt, keys=keys, metrics_keys=metrics_keys, admin_keys=admin_keys,
+                         admin_role=auth.jwt.admin_role.strip())
 
 
 def _tenant_keys(auth: AuthSettings) -> KeyRing:
@@ -199,6 +209,25 @@ def build_state_store(
         registry=registry,
         probe_interval_seconds=probe_interval_seconds,
     )
+
+
+def build_ledger(settings: Settings, *, registry: CollectorRegistry, writer: str | None = None) -> Ledger | None:
+    """The usage ledger (``Ledger:*``): in the state store's Table storage account, else in memory."""
+    config = settings.ledger
+    if not config.enabled:
+        return None
+    if settings.state_store.type == "table":
+        from .ledger._table import TableLedgerStore
+        from .state._table import open_table
+
+        client, credential = open_table(table_location(settings, config.table_name, "Ledger:TableName"))
+        store: LedgerStoreType = TableLedgerStore(client, credential=credential, timeout_seconds=config.timeout_seconds)
+    else:
+        store = MemoryLedgerStore()
+    prices = {model: Price(p.prompt_per1k, p.completion_per1k) for model, p in settings.pricing.items()}
+    # One writer per process lifetime: its rows are its own, so rewriting them is idempotent.
+    writer = writer or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+    return Ledger(store, writer=writer, flush_seconds=config.flush_seconds, prices=prices, registry=registry)
 
 
 def table_location(settings: Settings, table_name: str, table_name_key: str = "StateStore:TableName") -> TableLocation:

@@ -8,6 +8,7 @@ import dataclasses
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -21,7 +22,7 @@ from ._compat import (
     parse_request,
 )
 from ._conversation import DEFAULT_CONTEXT_TOKENS, parse_conversation, with_system_prompt
-from ._errors import GatewayError, UpstreamTimeout
+from ._errors import GatewayError, NotFound, UpstreamTimeout, UpstreamUnavailable
 from ._failover import Failover
 from ._health import Health
 from ._routing import Router
@@ -29,6 +30,7 @@ from ._tokens import OFF_LOOP_BYTES, byte_bound, count_prompt, count_prompt_asyn
 from ._values import Budget, ChatMessage, Completion, Method, Usage
 from .access import Authenticator, Credentials
 from .config import Settings
+from .ledger import GroupBy, Ledger, LedgerUnavailable, UsageLine
 from .limits import Limiter, Ticket
 from .state import StateStore
 from .telemetry import GatewayMetrics
@@ -62,6 +64,7 @@ class Gateway:
         authenticator: Authenticator | None = None,
         limiter: Limiter | None = None,
         relays: Mapping[str, Relay] | None = None,
+        ledger: Ledger | None = None,
     ) -> None:
         self._settings = settings
         self._registry = registry
@@ -78,6 +81,7 @@ class Gateway:
         self._counting = ThreadPoolExecutor(1, thread_name_prefix="token-count")  # big prompts, one at a time
         self._relays = dict(relays or {})
         self._catalog = DeploymentCatalog(settings, self._relays)
+        self._ledger = ledger
         self._started = False
 
     @property
@@ -159,6 +163,10 @@ class Gateway:
         self._metrics.record(completion.instance, tenant, method, completion.usage, completion.usage_reported)
         if self._limiter is not None:
             self._limiter.settle(ticket, completion.usage.total_tokens)
+        if self._ledger is not None:
+            service = self._upstreams[completion.instance].settings
+            self._ledger.record(tenant, completion.instance, service.deployment, service.model,
+                                completion.usage, completion.usage_reported)
 
     async def _admit(self, tenant: str, messages: Sequence[ChatMessage]) -> Ticket | None:
         """Hold the request's estimate against the tenant's limits, or raise RateLimited: prompt +
@@ -254,6 +262,18 @@ class Gateway:
         self._bill(tenant, request.method, Completion("", name, usage, reply.usage is not None), ticket)
         return RelayResponse(reply.status, reply.headers, name, body=reply.body, usage=usage)
 
+    async def usage(
+        self, credentials: Credentials, start: datetime, end: datetime, group_by: GroupBy = "day"
+    ) -> list[UsageLine]:
+        """The ledger's lines in ``[start, end)`` summed per period, for whom the caller may read:
+        an admin any tenant (or all), a tenant its own (see ``Authenticator.usage_scope``)."""
+        tenant = await self._authenticator.usage_scope(credentials)
+        if self._ledger is None:
+            raise NotFound("the usage ledger is disabled (Ledger:Enabled is false)")
+        try:
+            return await self._ledger.usage(tenant, start, end, group_by)
+        except LedgerUnavailable as exc:
+            raise UpstreamUnavailable(f"the usage ledger cannot be read now ({exc.detail}); retry shortly") from None
 
     async def aclose(self) -> None:
         for task in self._background:

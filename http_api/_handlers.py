@@ -11,6 +11,7 @@ import logging
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
 
 import orjson
 from fastapi import Request, Response
@@ -29,6 +30,7 @@ from core import (
 )
 
 from ._problems import ClientClosedRequest, problem, problem_for, status_for
+from ._usage import usage_format, usage_period, usage_response
 
 log = logging.getLogger("http_api")
 
@@ -110,6 +112,17 @@ class RestHandlers:
         except GatewayError as exc:
             return problem_for(exc, instance=request.url.path)
         return Response(exposition, media_type=CONTENT_TYPE_LATEST)
+
+    async def usage(self, request: Request) -> Response:
+        """``GET /admin/usage``: ledger lines as JSON or CSV."""
+
+        async def answer(gateway: Gateway) -> Response:
+            start, end, group_by = usage_period(request, datetime.now(UTC))
+            fmt = usage_format(request)
+            lines = await gateway.usage(credentials_of(request), start, end, "hour" if group_by == "hour" else "day")
+            return usage_response(lines, fmt, start, end, group_by)
+
+        return await self._answer("usage", request, answer)
 
     async def healthz(self, request: Request) -> Response:
         await self._provider()

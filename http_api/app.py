@@ -108,6 +108,23 @@ def create_app(settings: Settings | None = None, *, provider: LazyGateway | None
         "/healthz", handlers.healthz, methods=["GET"], response_class=PlainTextResponse, summary="Liveness",
         openapi_extra={"responses": {"200": {"description": "ok", "content": {"text/plain": {}}}}},
     )
+    app.add_api_route(
+        "/admin/usage", handlers.usage, methods=["GET"],
+        summary="Usage ledger per tenant, instance, deployment and hour or day (JSON or CSV)",
+        openapi_extra={"parameters": [
+            {"name": "tenant", "in": "query", "required": False, "schema": {"type": "string"},
+             "description": "Only this tenant's rows (a tenant's own credential sees only its own)"},
+            {"name": "from", "in": "query", "required": False, "schema": {"type": "string"},
+             "description": "ISO 8601 date or time, UTC unless an offset is given (default: first of the month)"},
+            {"name": "to", "in": "query", "required": False, "schema": {"type": "string"},
+             "description": "ISO 8601 date or time, exclusive (default: now)"},
+            {"name": "groupBy", "in": "query", "required": False,
+             "schema": {"type": "string", "enum": ["hour", "day"], "default": "day"}},
+            {"name": "format", "in": "query", "required": False,
+             "schema": {"type": "string", "enum": ["json", "csv"], "default": "json"}}],
+            "responses": {"200": {"description": "Usage lines", "content": {
+                "application/json": {}, "text/csv": {}}}, **_ERRORS}},
+    )
     _add_docs(app)
     _add_problem_handlers(app)
     return app

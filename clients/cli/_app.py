@@ -36,6 +36,7 @@ from clients.cli._options import (
     require_tenant,
 )
 from clients.cli._traffic_cmd import traffic
+from clients.cli._usage_cmd import usage
 
 EPILOG = (
     "Exit codes: 0 success; 1 the request failed (gateway error, unreachable, or — for traffic — any "
@@ -213,3 +214,4 @@ app.command("compat-embed")(compat_embed)
 
 def main() -> None:
     app()
+app.command()(usage)

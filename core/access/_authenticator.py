@@ -50,10 +50,14 @@ class Authenticator:
         jwt: JwtVerifier | None = None,
         keys: KeyRing | None = None,
         metrics_keys: KeyRing | None = None,
+        admin_keys: KeyRing | None = None,
+        admin_role: str = "",
     ) -> None:
         self._jwt = jwt if "jwt" in modes else None
         self._keys = keys if "keys" in modes else None
         self._metrics_keys = metrics_keys
+        self._admin_keys = admin_keys
+        self._admin_role = admin_role
         self._schemes = " or ".join(
             s for s, on in (("a bearer JWT", self._jwt), ("an api-key header or bearer key", self._keys)) if on
         )
@@ -74,6 +78,27 @@ class Authenticator:
                 raise Forbidden(f"the credentials are tenant '{tenant}' but {source} names another tenant; "
                                 "drop it or name the same tenant")
         return tenant
+
+    async def usage_scope(self, credentials: Credentials) -> str | None:
+        """Whose usage the caller may read: None for every tenant, else one tenant.
+
+        An admin (a key of ``Auth:AdminKeys``, or a JWT whose ``roles`` hold ``Auth:Jwt:AdminRole``)
+        reads any tenant, or all when none is named. Any other caller is authenticated as a tenant
+        and reads its own rows (naming another tenant is 403). Mode ``none`` trusts the caller.
+        """
+        named = credentials.tenant_query if credentials.tenant_query is not None else credentials.tenant_header
+        if self.trusts_callers or await self._is_admin(credentials):
+            return None if named is None else normalise_tenant(named, credentials.query_source)
+        return await self.authenticate(credentials)
+
+    async def _is_admin(self, credentials: Credentials) -> bool:
+        bearer = _bearer(credentials.authorization)
+        for key in (credentials.api_key, bearer):
+            if key is not None and self._admin_keys is not None and self._admin_keys.tenant(key) is not None:
+                return True
+        if bearer is not None and self._jwt is not None and self._admin_role and bearer.count(".") == 2:
+            return self._admin_role in await self._jwt.roles(bearer)
+        return False
 
     async def aclose(self) -> None:
         if self._jwt is not None:

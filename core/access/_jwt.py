@@ -80,6 +80,13 @@ class JwtVerifier:
             self._cache.popitem(last=False)
         return tenant
 
+    async def roles(self, token: str) -> frozenset[str]:
+        """The ``roles`` claim of a verified token (Entra app roles); :class:`Unauthenticated` if invalid."""
+        value = (await self._verified_claims(token)).get("roles")
+        if isinstance(value, str):
+            return frozenset({value})
+        return frozenset(v for v in value if isinstance(v, str)) if isinstance(value, list) else frozenset()
+
     async def aclose(self) -> None:
         await self._keys.aclose()
 

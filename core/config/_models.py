@@ -23,6 +23,8 @@ _DISPLAY = {
     "tenant_azure_openai_mappings": "TenantAzureOpenAIMappings",
     "api_key": "ApiKey",
     "azure_web_jobs_storage": "AzureWebJobsStorage",
+    "prompt_per1k": "PromptPer1K",
+    "completion_per1k": "CompletionPer1K",
 }
 
 
@@ -228,6 +230,8 @@ class JwtSettings(_Section):
     clock_skew_seconds: int = Field(default=60, ge=0, le=600)
     # At most one JWKS fetch per interval for unknown 'kid's (rotation), so garbage cannot hammer the issuer.
     refresh_interval_seconds: float = Field(default=30.0, ge=0, le=3600)
+    # A value of the token's ``roles`` claim (an Entra app role) that may read every tenant's usage.
+    admin_role: str = ""
 
     @field_validator("issuer", "jwks_uri")
     @classmethod
@@ -252,6 +256,8 @@ class AuthSettings(_Section):
     jwt: JwtSettings = Field(default_factory=JwtSettings)
     keys: dict[str, SecretStr] = Field(default_factory=dict)
     metrics_key: SecretStr = SecretStr("")
+    # Finance / operators: read every tenant's usage (GET /admin/usage). Hashes, like Keys.
+    admin_keys: SecretStr = SecretStr("")
 
     @field_validator("mode", mode="before")
     @classmethod
@@ -267,6 +273,8 @@ class AuthSettings(_Section):
     @property
     def modes(self) -> frozenset[str]:
         return frozenset() if self.mode == "none" else frozenset(self.mode.split(","))
+
+
 class TenantLimitSettings(_Section):
     """``Limits:Tenants:<tenant>`` and ``Limits:Default``: 0 or absent = unlimited.
 
@@ -296,6 +304,22 @@ class LimitsSettings(_Section):
         return {k.strip().lower(): v for k, v in value.items()}
 
 
+class LedgerSettings(_Section):
+    """``Ledger:*`` — the usage ledger (Table storage with ``StateStore:Type=table``, else memory)."""
+
+    enabled: bool = True
+    flush_seconds: float = Field(default=10.0, gt=0, le=3600)
+    table_name: str = "gatewayledger"
+    timeout_seconds: float = Field(default=10.0, gt=0)
+
+
+class PriceSettings(_Section):
+    """``Pricing:<model>:{PromptPer1K, CompletionPer1K}`` — price per 1,000 tokens, any currency."""
+
+    prompt_per1k: float = Field(default=0.0, ge=0)
+    completion_per1k: float = Field(default=0.0, ge=0)
+
+
 class Settings(_Section):
     azure_openai: AzureOpenAISettings = Field(default_factory=AzureOpenAISettings)
     tenant_azure_openai_mappings: dict[str, str] = Field(default_factory=dict)
@@ -310,6 +334,8 @@ class Settings(_Section):
     azure_web_jobs_storage: StorageConnectionSettings = Field(
         default_factory=StorageConnectionSettings
     )
+    ledger: LedgerSettings = Field(default_factory=LedgerSettings)
+    pricing: dict[str, PriceSettings] = Field(default_factory=dict)
 
     @field_validator("tenant_azure_openai_mappings", mode="after")
     @classmethod
@@ -373,9 +399,10 @@ def _check_auth(auth: AuthSettings) -> None:
         hashes = [h.strip() for h in secret.get_secret_value().split(";") if h.strip()]
         if not hashes or not all(KEY_HASH.match(h) for h in hashes):
             raise ConfigurationError(f"Auth:Keys:{tenant}", f"{shape}; {hint}")
-    metrics = [h.strip() for h in auth.metrics_key.get_secret_value().split(";") if h.strip()]
-    if not all(KEY_HASH.match(h) for h in metrics):
-        raise ConfigurationError("Auth:MetricsKey", f"{shape}; {hint} --metrics")
+    for key, secret in (("Auth:MetricsKey", auth.metrics_key), ("Auth:AdminKeys", auth.admin_keys)):
+        hashes = [h.strip() for h in secret.get_secret_value().split(";") if h.strip()]
+        if not all(KEY_HASH.match(h) for h in hashes):
+            raise ConfigurationError(key, f"{shape}; {hint} --metrics")
     if "keys" in auth.modes and not auth.keys:
         raise ConfigurationError("Auth:Keys", f"no tenant key is configured but Auth:Mode is {auth.mode}; "
                                  f"set Auth:Keys:<tenant>=sha256:<hex> ({hint})")

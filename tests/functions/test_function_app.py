@@ -30,6 +30,7 @@ EXPECTED = {
     "v1_embeddings": ("openai/v1/embeddings", ["POST"], func.AuthLevel.FUNCTION),
     "v1_responses": ("openai/v1/responses", ["POST"], func.AuthLevel.FUNCTION),
     "responses": ("openai/responses", ["POST"], func.AuthLevel.FUNCTION),
+    "usage": ("admin/usage", ["GET"], func.AuthLevel.FUNCTION),
     "metrics": ("metrics", ["GET"], func.AuthLevel.FUNCTION),
     "healthz": ("healthz", ["GET"], func.AuthLevel.ANONYMOUS),
 }

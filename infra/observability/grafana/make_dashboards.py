@@ -10,8 +10,9 @@
   workspace; series come from the gateway's remote-write push (``job`` = ``RemoteWrite:Job``,
   ``instance`` = one value per process).
 
-Both show per-tenant prompt / completion / total tokens per minute, requests by status,
-latency, everything by instance, and the health of the metrics push. Standard library only.
+Both show per-tenant prompt / completion / total tokens per minute, chargeback (tokens and cost
+per tenant per day), requests by status, latency, everything by instance, and the health of the
+metrics push. Standard library only.
 """
 
 from __future__ import annotations
@@ -93,6 +94,14 @@ def _panels(sel: str) -> list[dict[str, Any]]:
             ("Total tokens per minute by Azure OpenAI instance", "short", "timeseries",
              [(_tokens("total", sel, "openai_name"), "{{openai_name}}")]),
         ]),
+        ("Chargeback (per UTC day)", [
+            ("Tokens per tenant per day", "short", "daily",
+             [(f"sum by (tenant_name) (increase(openai_total_tokens_total{{{tenant_sel}}}[1d]))",
+               "{{tenant_name}}")]),
+            ("Cost per tenant per day (Pricing table)", "currencyUSD", "daily",
+             [(f"sum by (tenant_name) (increase(gateway_token_cost_total{{{tenant_sel}}}[1d]))",
+               "{{tenant_name}}")]),
+        ]),
         ("Requests", [
             ("Requests per second by status", "reqps", "timeseries",
              [(f"sum by (status) (rate(gateway_requests_total{{{sel}}}[$__rate_interval]))", "{{status}}")]),
@@ -139,13 +148,18 @@ def _layout(rows: list[tuple[str, list[PanelSpec]]]) -> list[dict[str, Any]]:
 def _panel(pid: int, title: str, unit: str, kind: str, queries: list[Query],
            grid: dict[str, int]) -> dict[str, Any]:
     table = kind == "table"
+    daily = kind == "daily"  # one bar per day: the query's step is a whole day
+    kind = "timeseries" if daily else kind
     targets = [{"refId": chr(ord("A") + i), "datasource": DATASOURCE, "expr": expr, "legendFormat": legend,
-                "range": not table, "instant": table, **({"format": "table"} if table else {})}
+                "range": not table, "instant": table, **({"format": "table"} if table else {}),
+                **({"interval": "1d"} if daily else {})}
                for i, (expr, legend) in enumerate(queries)]
     panel: dict[str, Any] = {
         "id": pid, "type": kind, "title": title, "datasource": DATASOURCE, "gridPos": grid,
         "targets": targets,
-        "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
+        "fieldConfig": {"defaults": {"unit": unit, **({"custom": {"drawStyle": "bars", "fillOpacity": 80,
+                                                                    "stacking": {"mode": "normal"}}}
+                                                       if daily else {})}, "overrides": []},
         "options": {"legend": {"displayMode": "table", "placement": "bottom", "calcs": ["mean", "max"]},
                     "tooltip": {"mode": "multi", "sort": "desc"}},
     }
