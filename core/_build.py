@@ -27,7 +27,17 @@ from .access import (
 from .config import AuthSettings, LimitsSettings, ServiceSettings, Settings, TenantLimitSettings
 from .ledger import Ledger, MemoryLedgerStore, Price
 from .ledger import LedgerStore as LedgerStoreType
-from .limits import BudgetStore, Limit, Limiter, LimitPolicy, MemoryBudgetStore, TenantLimits
+from .limits import (
+    BudgetStore,
+    Limit,
+    Limiter,
+    LimitPolicy,
+    MemoryBudgetStore,
+    Quota,
+    QuotaKeeper,
+    QuotaMetrics,
+    TenantLimits,
+)
 from .state import MemoryStateStore, StateStore, TableLocation
 from .telemetry import GatewayMetrics, RateLimitMetrics
 from .upstream import Relay, TokenProvider, Upstream
@@ -73,13 +83,14 @@ def build_gateway(
     placements = {n: Placement(u.settings.priority, u.settings.weight) for n, u in upstreams.items()}
     router = Router(placements, mappings, store, health)
     warm_up()
-    limiter = build_limiter(settings, RateLimitMetrics(registry, metrics.tokens.tenant_label))
+    limit_metrics = RateLimitMetrics(registry, metrics.tokens.tenant_label)
+    limiter, quotas = build_limiter(settings, limit_metrics), build_quotas(settings, limit_metrics)
     ledger = build_ledger(settings, registry=registry)
     background = (*_background(settings, registry), *_health_sync(settings, health),
                   *((ledger,) if ledger is not None else ()))
     return Gateway(settings, upstreams, router, metrics, registry, store, background, health=health,
-                   authenticator=_authenticator(settings.auth, keys), limiter=limiter, relays=relays,
-                   ledger=ledger)
+                   authenticator=_authenticator(settings.auth, keys), limiter=limiter, quotas=quotas,
+                   relays=relays, ledger=ledger)
 
 
 def _authenticator(auth: AuthSettings, keys: KeyRing) -> Authenticator:
@@ -284,18 +295,39 @@ def limit_policy(limits: LimitsSettings) -> LimitPolicy:
                        limits.window_seconds)
 
 
+def build_quotas(settings: Settings, metrics: RateLimitMetrics) -> QuotaKeeper | None:
+    """Token quotas per UTC day / month (``Limits:...:{TokensPerDay, TokensPerMonth}``), reserved in the
+    same budget store as the limits; None when no tenant has one."""
+    limits = settings.limits
+
+    def quota(values: TenantLimitSettings) -> Quota:
+        return Quota(values.tokens_per_day, values.tokens_per_month)
+
+    quotas = {name: quota(v) for name, v in limits.tenants.items()}
+    default = quota(limits.default)
+    if not any(q.per_day or q.per_month for q in (default, *quotas.values())):
+        return None
+    return QuotaKeeper(quotas, default, _budget_store(settings),
+                       metrics=QuotaMetrics(metrics.quota_used, metrics.refused),
+                       on_store_failure=limits.on_store_failure, timeout_seconds=settings.state_store.timeout_ms / 1000)
+
+
+def _budget_store(settings: Settings) -> BudgetStore:
+    if settings.state_store.type != "table":
+        return MemoryBudgetStore()
+    from .limits._table import TableBudgetStore
+    from .state._table import open_table
+
+    client, credential = open_table(table_location(settings, settings.state_store.table_name))
+    return TableBudgetStore(client, credential=credential)
+
+
 def build_limiter(settings: Settings, metrics: RateLimitMetrics) -> Limiter | None:
     """The limiter when any tenant is limited, its budgets shared through the state store's table
     (``StateStore:Type`` = ``table``) or kept in this process (``memory``); no network I/O."""
     policy = limit_policy(settings.limits)
     if not policy.any_limited:
         return None
-    store: BudgetStore = MemoryBudgetStore()
-    if settings.state_store.type == "table":
-        from .limits._table import TableBudgetStore
-        from .state._table import open_table
-
-        client, credential = open_table(table_location(settings, settings.state_store.table_name))
-        store = TableBudgetStore(client, credential=credential)
+    store = _budget_store(settings)
     return Limiter(policy, store, metrics=metrics, on_store_failure=settings.limits.on_store_failure,
                    timeout_seconds=settings.state_store.timeout_ms / 1000)

@@ -8,6 +8,7 @@ import dataclasses
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
@@ -31,7 +32,7 @@ from ._values import Budget, ChatMessage, Completion, Method, Usage
 from .access import Authenticator, Credentials
 from .config import Settings
 from .ledger import GroupBy, Ledger, LedgerUnavailable, UsageLine
-from .limits import Limiter, Ticket
+from .limits import Limiter, QuotaKeeper, QuotaTicket, Ticket
 from .state import StateStore
 from .telemetry import GatewayMetrics
 from .upstream import Operation, Relay, Upstream, UpstreamStream
@@ -45,6 +46,14 @@ class Background(Protocol):
     async def start(self) -> None: ...
 
     async def aclose(self) -> None: ...
+
+
+@dataclass(slots=True)
+class Hold:
+    """What one request holds against its tenant's limits and quotas until it is settled."""
+
+    limits: Ticket | None = None
+    quota: QuotaTicket | None = None
 
 
 class Gateway:
@@ -63,6 +72,7 @@ class Gateway:
         health: Health,
         authenticator: Authenticator | None = None,
         limiter: Limiter | None = None,
+        quotas: QuotaKeeper | None = None,
         relays: Mapping[str, Relay] | None = None,
         ledger: Ledger | None = None,
     ) -> None:
@@ -78,6 +88,7 @@ class Gateway:
         self._background = tuple(background)
         self._authenticator = authenticator or Authenticator()
         self._limiter = limiter
+        self._quotas = quotas
         self._counting = ThreadPoolExecutor(1, thread_name_prefix="token-count")  # big prompts, one at a time
         self._relays = dict(relays or {})
         self._catalog = DeploymentCatalog(settings, self._relays)
@@ -156,25 +167,25 @@ class Gateway:
         """What ``tenant`` may still use in the current window; None when it has no limits."""
         return self._limiter.budget(tenant) if self._limiter is not None else None
 
-    def _bill(self, tenant: str, method: Method, completion: Completion, ticket: Ticket | None = None) -> None:
+    def _bill(self, tenant: str, method: Method, completion: Completion, ticket: Hold | None = None) -> None:
         """The one place a finished chat or stream (or a timed-out call's prompt) is accounted for:
         metrics, then its limits. ``completion.usage_reported`` says whether Azure counted the tokens
         or the gateway did."""
         self._metrics.record(completion.instance, tenant, method, completion.usage, completion.usage_reported)
-        if self._limiter is not None:
-            self._limiter.settle(ticket, completion.usage.total_tokens)
+        if ticket is not None:
+            self._settle(ticket, completion.usage.total_tokens)
         if self._ledger is not None:
             service = self._upstreams[completion.instance].settings
             self._ledger.record(tenant, completion.instance, service.deployment, service.model,
                                 completion.usage, completion.usage_reported)
 
-    async def _admit(self, tenant: str, messages: Sequence[ChatMessage]) -> Ticket | None:
+    async def _admit(self, tenant: str, messages: Sequence[ChatMessage]) -> Hold | None:
         """Hold the request's estimate against the tenant's limits, or raise RateLimited: prompt +
         MaxResponseTokens of its own instance (else the largest), at most the context. Big prompts
         (of any tenant) are counted on the counting thread, and the count is remembered for
         truncation, so it never runs on the event loop."""
         prompt = with_system_prompt(messages, self._settings.azure_openai.system_prompt)
-        if self._limiter is None or not self._limiter.limits(tenant).limited:
+        if not self._held(tenant):
             if byte_bound(prompt) > OFF_LOOP_BYTES:
                 await count_prompt_async(prompt, self._counting)
             return None
@@ -188,18 +199,45 @@ class Gateway:
 
         return await self._hold(tenant, estimate)
 
-    async def _hold(self, tenant: str, estimate: Callable[[], Awaitable[int]]) -> Ticket | None:
-        """The tenant's limits admit ``await estimate()`` tokens (computed only for limited tenants), or raise."""
-        if self._limiter is None or not self._limiter.limits(tenant).limited:
+    def _held(self, tenant: str) -> bool:
+        """True when the tenant has limits or quotas (its requests hold an estimate)."""
+        return (self._limiter is not None and self._limiter.limits(tenant).limited) or (
+            self._quotas is not None and self._quotas.applies(tenant))
+
+    async def _hold(self, tenant: str, estimate: Callable[[], Awaitable[int]]) -> Hold | None:
+        """The tenant's limits, then its day / month quotas, admit ``await estimate()`` tokens
+        (computed only when the tenant has any), or raise :class:`RateLimited`."""
+        if not self._held(tenant):
             return None
+        tokens = await estimate()
+        hold = Hold()
         try:
-            return await self._limiter.admit(tenant, await estimate())
+            if self._limiter is not None and self._limiter.limits(tenant).limited:
+                hold.limits = await self._limiter.admit(tenant, tokens)
+            if self._quotas is not None:
+                hold.quota = await self._quotas.admit(tenant, tokens)
         except GatewayError as exc:
+            self._release(hold)
             exc.budget = exc.budget or self.budget(tenant)
             raise
+        return hold
+
+    def _settle(self, hold: Hold, used: int) -> None:
+        if self._limiter is not None and hold.limits is not None:
+            self._limiter.settle(hold.limits, used)
+        if self._quotas is not None:
+            self._quotas.settle(hold.quota, used)
+
+    def _release(self, hold: Hold | None) -> None:
+        if hold is None:
+            return
+        if self._limiter is not None and hold.limits is not None:
+            self._limiter.release(hold.limits)
+        if self._quotas is not None:
+            self._quotas.release(hold.quota)
 
     @contextlib.contextmanager
-    def _refund_on_failure(self, tenant: str, ticket: Ticket | None) -> Iterator[None]:
+    def _refund_on_failure(self, tenant: str, ticket: Hold | None) -> Iterator[None]:
         """A request that fails gives its estimate back (kept when the upstream may have worked:
         timeouts, callers gone); its error carries the tenant's budget for the hosts' headers."""
         try:
@@ -208,8 +246,7 @@ class Gateway:
             exc.budget = self.budget(tenant)
             raise
         except GatewayError as exc:
-            if self._limiter is not None and ticket is not None:
-                self._limiter.release(ticket)
+            self._release(ticket)
             exc.budget = self.budget(tenant)
             raise
 
@@ -236,12 +273,12 @@ class Gateway:
 
         with self._refund_on_failure(tenant, ticket):
             response = await self._failover.run(tenant, request.method, (), call, among=frozenset(serving))
-        if response.status >= 300 and self._limiter is not None and ticket is not None:
-            self._limiter.release(ticket)  # the caller's own 4xx: nothing was generated
+        if response.status >= 300:
+            self._release(ticket)  # the caller's own 4xx: nothing was generated
         return dataclasses.replace(response, budget=self.budget(tenant))
 
     async def _relay_once(
-        self, tenant: str, request: RelayRequest, name: str, own: str, api_version: str | None, ticket: Ticket | None
+        self, tenant: str, request: RelayRequest, name: str, own: str, api_version: str | None, ticket: Hold | None
     ) -> RelayResponse:
         relay = self._relays[name]
         if request.stream:

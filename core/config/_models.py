@@ -278,11 +278,13 @@ class AuthSettings(_Section):
 class TenantLimitSettings(_Section):
     """``Limits:Tenants:<tenant>`` and ``Limits:Default``: 0 or absent = unlimited.
 
-    Issue 14 adds ``TokensPerDay`` / ``TokensPerMonth`` here; unknown keys are ignored until then.
+    ``TokensPerDay`` / ``TokensPerMonth`` are quotas per UTC day and month (``core.limits._quota``).
     """
 
     tokens_per_minute: int = Field(default=0, ge=0)
     requests_per_minute: int = Field(default=0, ge=0)
+    tokens_per_day: int = Field(default=0, ge=0)  # UTC day (docs/ledger.md: quotas)
+    tokens_per_month: int = Field(default=0, ge=0)  # UTC calendar month
 
 
 class LimitsSettings(_Section):

@@ -9,6 +9,7 @@ from ._limiter import Limiter, LimitMetrics, Ticket
 from ._memory import MemoryBudgetStore
 from ._policy import Limit, LimitPolicy, TenantLimits
 from ._port import BudgetStore, Row, StoreUnavailable, Tally
+from ._quota import Quota, QuotaKeeper, QuotaMetrics, QuotaTicket
 from ._window import Exchange, Grant, SlidingWindow
 
 __all__ = [
@@ -20,6 +21,10 @@ __all__ = [
     "LimitPolicy",
     "Limiter",
     "MemoryBudgetStore",
+    "Quota",
+    "QuotaKeeper",
+    "QuotaMetrics",
+    "QuotaTicket",
     "Row",
     "SlidingWindow",
     "StoreUnavailable",

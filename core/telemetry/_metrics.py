@@ -251,6 +251,14 @@ class RateLimitMetrics:
             registry=registry,
         )
         self._shared.set(1)
+        self._quota = Gauge(
+            "gateway_quota_used_ratio",
+            "Share of a tenant's token quota reserved or used in the current UTC day / month (1 = used up).",
+            ("tenant_name", "period"), registry=registry,
+        )
+
+    def quota_used(self, tenant: str, period: str, ratio: float) -> None:
+        self._quota.labels(self._label(tenant), period).set(ratio)
 
     def refused(self, tenant: str, limit: str) -> None:
         self._refused.labels(self._label(tenant), limit).inc()

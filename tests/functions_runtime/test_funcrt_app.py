@@ -33,6 +33,7 @@ EXPECTED = {
     "v1_embeddings": ("openai/v1/embeddings", ("POST",), "FUNCTION"),
     "v1_responses": ("openai/v1/responses", ("POST",), "FUNCTION"),
     "responses": ("openai/responses", ("POST",), "FUNCTION"),
+    "usage": ("admin/usage", ("GET",), "FUNCTION"),
     "metrics": ("metrics", ("GET",), "FUNCTION"),
     "healthz": ("healthz", ("GET",), "ANONYMOUS"),
 }

@@ -101,6 +101,9 @@ def _panels(sel: str) -> list[dict[str, Any]]:
             ("Cost per tenant per day (Pricing table)", "currencyUSD", "daily",
              [(f"sum by (tenant_name) (increase(gateway_token_cost_total{{{tenant_sel}}}[1d]))",
                "{{tenant_name}}")]),
+            ("Token quota used per tenant (day, month)", "percentunit", "timeseries",
+             [(f'max by (tenant_name, period) (gateway_quota_used_ratio{{{sel}, tenant_name=~"$tenant"}})',
+               "{{tenant_name}} {{period}}")]),
         ]),
         ("Requests", [
             ("Requests per second by status", "reqps", "timeseries",

@@ -234,3 +234,41 @@ def test_sigkill_loses_at_most_one_flush_interval(stack: Stack) -> None:
     assert safe <= booked <= served
     print(f"SIGKILL: served {served} tokens, booked {booked}, lost {served - booked} "
           f"({(served - booked) / served:.1%}) with Ledger:FlushSeconds={FLUSH_SECONDS}")
+
+
+@pytest.mark.slow
+def test_a_daily_quota_refuses_once_used_across_both_processes(tmp_path: Path, azurite: Any) -> None:
+    """``Limits:Tenants:tenant0:TokensPerDay`` shared by two gateways: the tenant is served until the
+    quota is used, then both refuse it with 429 naming the quota; another tenant is not affected."""
+    stack = Stack(tmp_path, azurite.connection_string)
+    tree = json.loads(stack.config.read_text())
+    tree["Limits"] = {"Tenants": {"tenant0": {"TokensPerDay": 1000}}}
+    stack.config.write_text(json.dumps(tree))
+    try:
+        one, _ = stack.gateway("gateway1")
+        two, _ = stack.gateway("gateway2")
+        served = refused = 0
+        tokens = 0
+        for turn in range(40):
+            url = (one, two)[turn % 2]
+            r = httpx.post(f"{url}/openai/chat", params={"tenant": "tenant0"}, json=QUESTION, timeout=30)
+            if r.status_code == 200:
+                served += 1
+                tokens += int(r.headers["x-total-tokens"])
+            else:
+                assert r.status_code == 429, r.text
+                body = r.json()
+                assert "TokensPerDay" in body["detail"] and int(r.headers["retry-after"]) > 0
+                refused += 1
+        assert served >= 3 and refused >= 20
+        assert tokens <= 1000  # what both processes admitted together stays within the quota
+        for url in (one, two):  # refused on both, and only this tenant
+            assert httpx.post(f"{url}/openai/chat", params={"tenant": "tenant0"}, json=QUESTION,
+                              timeout=30).status_code == 429
+            assert httpx.post(f"{url}/openai/chat", params={"tenant": "tenant1"}, json=QUESTION,
+                              timeout=30).status_code == 200
+        gauge = [line for line in httpx.get(f"{one}/metrics", timeout=10).text.splitlines()
+                 if line.startswith('gateway_quota_used_ratio{') and 'tenant_name="tenant0"' in line]
+        assert gauge and float(gauge[0].rsplit(" ", 1)[1]) >= 0.9
+    finally:
+        stack.stop()
