@@ -94,9 +94,6 @@ def build_gateway(
 
 
 def _authenticator(auth: AuthSettings, keys: KeyRing) -> Authenticator:
-    if auth.mode == "none":
-        log.warning("Auth:Mode is none: any caller can claim any tenant (query, X-Tenant, unverified JWT) "
-                    "and be billed as it; set Auth:Mode to jwt, keys or jwt,keys outside local runs")
     jwt = None
     if "jwt" in auth.modes:
         from .access._http import AiohttpJsonFetcher

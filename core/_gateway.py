@@ -127,6 +127,9 @@ class Gateway:
             await task.start()
         if self._limiter is not None:
             await self._limiter.start()
+        if self._authenticator.trusts_callers:  # said once the host has started, not when settings fail
+            log.warning("Auth:Mode is none: any caller can claim any tenant (query, X-Tenant, unverified JWT) "
+                        "and be billed as it; set Auth:Mode to jwt, keys or jwt,keys outside local runs")
 
     async def authenticate(self, credentials: Credentials) -> str:
         """The request's tenant under ``Auth:Mode`` (see ``core.access``); raises

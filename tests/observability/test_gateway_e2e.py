@@ -95,6 +95,9 @@ def _config(sim_ports: tuple[int, int], prometheus: PrometheusServer, job: str) 
             }
         },
         "TenantAzureOpenAIMappings": {"contoso": "AlphaOpenAI", "fabrikam": "BetaOpenAI"},
+        # The chargeback panels: cost from a price table, and every tenant under a (roomy) quota.
+        "Pricing": {"gpt-35-turbo-16k": {"PromptPer1K": 0.0015, "CompletionPer1K": 0.002}},
+        "Limits": {"Default": {"TokensPerMonth": 100_000_000}},
         "RemoteWrite": {
             "Enabled": True,
             "Url": prometheus.write_url,
