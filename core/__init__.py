@@ -1,6 +1,6 @@
 """The gateway's shared core. Hosts (Functions, local server, gRPC) use only what is listed here."""
 
-from ._build import build_gateway
+from ._build import build_gateway, configure_telemetry
 from ._conversation import parse_conversation
 from ._errors import (
     ConfigurationError,
@@ -39,6 +39,7 @@ __all__ = [
     "UpstreamUnavailable",
     "Usage",
     "build_gateway",
+    "configure_telemetry",
     "load_settings",
     "parse_conversation",
     "resolve_tenant",

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping
 
 from prometheus_client import CollectorRegistry
 
@@ -13,7 +14,7 @@ from ._routing import Router
 from ._tokens import warm_up
 from .config import ServiceSettings, Settings
 from .state import MemoryStateStore, StateStore, TableLocation
-from .telemetry import GatewayMetrics
+from .telemetry import GatewayMetrics, Tracing, tracing_active
 from .upstream import TokenProvider, Upstream
 
 log = logging.getLogger("core.build")
@@ -46,7 +47,28 @@ def build_gateway(
     store = state_store if state_store is not None else build_state_store(settings, registry=registry)
     router = Router(tuple(upstreams), mappings, store)
     warm_up()
-    return Gateway(settings, upstreams, router, metrics, registry, store, _background(settings, registry))
+    return Gateway(settings, upstreams, router, metrics, registry, store, _background(settings, registry),
+                   tracing=_tracing(settings))
+
+
+def configure_telemetry(settings: Settings, environ: Mapping[str, str] | None = None) -> bool:
+    """Once per process, before ``build_gateway``: traces and logs to Application Insights when
+    ``APPLICATIONINSIGHTS_CONNECTION_STRING`` is set (see core/telemetry/_azure_monitor.py).
+    Returns whether it is on; off loads nothing and costs nothing."""
+    env = os.environ if environ is None else environ
+    if not env.get("APPLICATIONINSIGHTS_CONNECTION_STRING", "").strip():
+        return False
+    from .telemetry._azure_monitor import configure_azure_monitor_tracing
+
+    return configure_azure_monitor_tracing(settings.telemetry, env)
+
+
+def _tracing(settings: Settings) -> Tracing:
+    if not tracing_active():
+        return Tracing()
+    from opentelemetry import trace
+
+    return Tracing(trace.get_tracer("core.gateway"), capture_content=settings.telemetry.capture_content)
 
 
 def unusable_reason(service: ServiceSettings) -> str:

@@ -22,7 +22,7 @@ from ._tokens import count_prompt, count_text
 from ._values import ChatMessage, Completion, Method, Usage
 from .config import Settings
 from .state import StateStore
-from .telemetry import GatewayMetrics
+from .telemetry import Attempt, GatewayMetrics, Tracing
 from .upstream import Upstream, UpstreamStream
 
 log = logging.getLogger("core.gateway")
@@ -51,6 +51,7 @@ class Gateway:
         registry: CollectorRegistry,
         store: StateStore,
         background: Sequence[Background] = (),
+        tracing: Tracing | None = None,
     ) -> None:
         self._settings = settings
         self._registry = registry
@@ -59,6 +60,7 @@ class Gateway:
         self._router = router
         self._store = store
         self._background = tuple(background)
+        self._tracing = tracing or Tracing()
         self._started = False
 
     @property
@@ -96,19 +98,22 @@ class Gateway:
         return f"tenant: {tenant} value: {value}"
 
     async def chat(self, tenant: str, messages: Sequence[ChatMessage]) -> Completion:
-        async def call(upstream: Upstream, prompt: tuple[ChatMessage, ...], retry: bool) -> Completion:
+        async def call(upstream: Upstream, prompt: tuple[ChatMessage, ...], retry: bool, span: Attempt) -> Completion:
             reply = await upstream.complete(prompt, retry=retry)
             usage = reply.usage or Usage(count_prompt(prompt), count_text(reply.text))
-            return Completion(reply.text, upstream.name, usage, reply.usage is not None)
+            completion = Completion(reply.text, upstream.name, usage, reply.usage is not None)
+            span.finish(completion, reply.model, reply.finish_reasons)
+            return completion
 
         completion = await self._with_failover(tenant, messages, call)
         self._bill(tenant, "chat", completion)
         return completion
 
     async def open_stream(self, tenant: str, messages: Sequence[ChatMessage]) -> ChatStream:
-        async def call(upstream: Upstream, prompt: tuple[ChatMessage, ...], retry: bool) -> ChatStream:
+        async def call(upstream: Upstream, prompt: tuple[ChatMessage, ...], retry: bool, span: Attempt) -> ChatStream:
             stream = await upstream.open_stream(prompt, retry=retry)
-            return ChatStream(upstream.name, prompt, stream, lambda done: self._bill(tenant, "stream", done))
+            span.hand_over()  # the attempt's span ends with the stream
+            return ChatStream(upstream.name, prompt, stream, lambda done: self._bill(tenant, "stream", done), span)
 
         return await self._with_failover(tenant, messages, call)
 
@@ -126,7 +131,7 @@ class Gateway:
         self,
         tenant: str,
         messages: Sequence[ChatMessage],
-        call: Callable[[Upstream, tuple[ChatMessage, ...], bool], Awaitable[T]],
+        call: Callable[[Upstream, tuple[ChatMessage, ...], bool, Attempt], Awaitable[T]],
     ) -> T:
         candidates = await self._router.candidates(tenant)
         if not candidates:
@@ -150,7 +155,10 @@ class Gateway:
             prompt = prompts[budget]
             is_last = position == len(candidates) - 1
             try:
-                return await call(upstream, prompt, is_last)
+                with self._tracing.attempt("chat", tenant=tenant, instance=name, model=upstream.settings.model,
+                                           endpoint=upstream.settings.endpoint, attempt=position + 1,
+                                           prompt=prompt) as span:
+                    return await call(upstream, prompt, is_last, span)
             except (RateLimited, UpstreamUnavailable) as exc:
                 self._note_failure(name, exc)
                 last = exc
@@ -180,8 +188,12 @@ class ChatStream:
         prompt: tuple[ChatMessage, ...],
         upstream: UpstreamStream,
         on_finish: Callable[[Completion], None],
+        span: Attempt | None = None,
     ) -> None:
         self.instance = instance
+        self._span = span
+        self._model = ""
+        self._finish_reasons: list[str] = []
         self.completion: Completion | None = None
         self._on_finish = on_finish
         self._prompt = prompt
@@ -191,12 +203,20 @@ class ChatStream:
         self._closed = False
 
     async def __aiter__(self) -> AsyncIterator[str]:
-        async for event in self._upstream:
-            if event.usage is not None:
-                self._usage = event.usage
-            if event.text:
-                self._parts.append(event.text)
-                yield event.text
+        try:
+            async for event in self._upstream:
+                if event.usage is not None:
+                    self._usage = event.usage
+                if event.finish_reason:
+                    self._finish_reasons.append(event.finish_reason)
+                if event.text:
+                    self._model = event.model or self._model
+                    self._parts.append(event.text)
+                    yield event.text
+        except GatewayError as exc:
+            if self._span is not None:
+                self._span.fail(exc)  # the attempt's span says how the stream broke
+            raise
         self._finish()
 
     async def aclose(self) -> None:
@@ -215,3 +235,5 @@ class ChatStream:
         usage = self._usage or Usage(count_prompt(self._prompt), count_text(text))
         self.completion = Completion(text, self.instance, usage, self._usage is not None)
         self._on_finish(self.completion)
+        if self._span is not None:
+            self._span.finish(self.completion, self._model, self._finish_reasons)

@@ -12,6 +12,7 @@ from ._models import (
     Settings,
     StateStoreSettings,
     StorageConnectionSettings,
+    TelemetrySettings,
     display_name,
     validate_settings,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "Settings",
     "StateStoreSettings",
     "StorageConnectionSettings",
+    "TelemetrySettings",
     "display_name",
     "from_flat_keys",
     "load_settings",

@@ -184,6 +184,16 @@ class RemoteWriteSettings(_Section):
     timeout_seconds: float = Field(default=10.0, gt=0)
 
 
+class TelemetrySettings(_Section):
+    """``Telemetry:*`` — traces and logs to Application Insights (on when the standard
+    ``APPLICATIONINSIGHTS_CONNECTION_STRING`` variable is set)."""
+
+    use_entra: bool = False  # ingest with a managed identity (Entra), not the instrumentation key
+    managed_identity_client_id: str = ""  # user-assigned identity; empty = system-assigned
+    capture_content: bool = False  # prompt and completion text on the spans (gen_ai.*.messages)
+    live_metrics: bool = False  # Live Metrics stream (sends data continuously; off by default)
+
+
 class Settings(_Section):
     azure_openai: AzureOpenAISettings = Field(default_factory=AzureOpenAISettings)
     tenant_azure_openai_mappings: dict[str, str] = Field(default_factory=dict)
@@ -193,6 +203,7 @@ class Settings(_Section):
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     state_store: StateStoreSettings = Field(default_factory=StateStoreSettings)
     remote_write: RemoteWriteSettings = Field(default_factory=RemoteWriteSettings)
+    telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
     azure_web_jobs_storage: StorageConnectionSettings = Field(
         default_factory=StorageConnectionSettings
     )
