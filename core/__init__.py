@@ -18,6 +18,7 @@ from ._values import ChatMessage, Completion, Usage
 from .access import resolve_tenant
 from .config import SecretSource, Settings, load_settings
 from .state import MemoryStateStore, StateStore
+from .telemetry import tracing_active
 
 __all__ = [
     "ChatMessage",
@@ -43,4 +44,5 @@ __all__ = [
     "load_settings",
     "parse_conversation",
     "resolve_tenant",
+    "tracing_active",
 ]

@@ -51,7 +51,9 @@ def build_gateway(
                    tracing=_tracing(settings))
 
 
-def configure_telemetry(settings: Settings, environ: Mapping[str, str] | None = None) -> bool:
+def configure_telemetry(
+    settings: Settings, environ: Mapping[str, str] | None = None, *, service_name: str = "openai-gateway"
+) -> bool:
     """Once per process, before ``build_gateway``: traces and logs to Application Insights when
     ``APPLICATIONINSIGHTS_CONNECTION_STRING`` is set (see core/telemetry/_azure_monitor.py).
     Returns whether it is on; off loads nothing and costs nothing."""
@@ -60,7 +62,7 @@ def configure_telemetry(settings: Settings, environ: Mapping[str, str] | None = 
         return False
     from .telemetry._azure_monitor import configure_azure_monitor_tracing
 
-    return configure_azure_monitor_tracing(settings.telemetry, env)
+    return configure_azure_monitor_tracing(settings.telemetry, env, service_name)
 
 
 def _tracing(settings: Settings) -> Tracing:

@@ -8,7 +8,7 @@ import sys
 
 import uvicorn
 
-from core import ConfigurationError, load_settings
+from core import ConfigurationError, configure_telemetry, load_settings
 
 from ._handlers import quiet_stream_aborts
 from .app import create_app
@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigurationError as exc:
         print(f"configuration error: {exc.detail}", file=sys.stderr)
         return 2
+    configure_telemetry(settings, service_name="openai-gateway-rest")  # on with APPLICATIONINSIGHTS_*
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level,
                 access_log=False, loop="auto", http="auto")
     return 0

@@ -14,7 +14,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
-from core import Settings
+from core import Settings, tracing_active
 
 from ._handlers import RestHandlers
 from ._problems import problem
@@ -85,7 +85,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_api_route("/healthz", handlers.healthz, methods=["GET"], summary="Liveness")
     _add_docs(app)
     _add_problem_handlers(app)
+    if tracing_active():
+        _add_tracing(app)
     return app
+
+
+def _add_tracing(app: FastAPI) -> None:
+    """A SERVER span per request, continuing the caller's ``traceparent``; no span per body chunk
+    (``send``/``receive``), none for probes and scrapes."""
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+    FastAPIInstrumentor.instrument_app(app, exclude_spans=["receive", "send"], excluded_urls="healthz,metrics")
 
 
 def _add_docs(app: FastAPI) -> None:

@@ -29,13 +29,21 @@ _SAMPLER_ALIASES = {"traceidratio": "trace_id_ratio", "parentbased_traceidratio"
 _RATIO_SAMPLERS = ("trace_id_ratio", "parentbased_trace_id_ratio")
 
 
-def configure_azure_monitor_tracing(settings: TelemetrySettings, environ: Mapping[str, str]) -> bool:
-    """Install the distro's tracer and logger providers; False (nothing done) without a connection string."""
+def configure_azure_monitor_tracing(
+    settings: TelemetrySettings, environ: Mapping[str, str], service_name: str = "openai-gateway"
+) -> bool:
+    """Install the distro's tracer and logger providers; False (nothing done) without a connection string.
+
+    ``service_name`` is the role name on the Application Map unless ``OTEL_SERVICE_NAME`` says otherwise.
+    """
     connection_string = environ.get(CONNECTION_STRING, "").strip()
     if not connection_string:
         return False
+    from opentelemetry.sdk.resources import Resource
+
     options: dict[str, Any] = {
         "connection_string": connection_string,
+        "resource": Resource.create({} if environ.get("OTEL_SERVICE_NAME") else {"service.name": service_name}),
         "enable_live_metrics": settings.live_metrics,
         "instrumentation_options": {"fastapi": {"enabled": False}},
         **sampler_options(environ),
@@ -46,8 +54,22 @@ def configure_azure_monitor_tracing(settings: TelemetrySettings, environ: Mappin
         client_id = settings.managed_identity_client_id or None
         options["credential"] = ManagedIdentityCredential(client_id=client_id)
     configure_azure_monitor(**options)
+    _no_feedback(logging.getLogger(environ.get("PYTHON_APPLICATIONINSIGHTS_LOGGER_NAME", "")))
     log.info("traces and logs go to Application Insights (%s)", _sampler_text(environ))
     return True
+
+
+def _no_feedback(logger: logging.Logger) -> None:
+    """The exporter's and azure-core's own records stay local: exporting "export failed" would
+    fail again and feed itself (the console handler still shows them)."""
+    from opentelemetry.instrumentation.logging.handler import LoggingHandler
+
+    def keep(record: logging.LogRecord) -> bool:
+        return not record.name.startswith(("azure.monitor", "azure.core", "opentelemetry"))
+
+    for handler in logger.handlers:
+        if isinstance(handler, LoggingHandler):
+            handler.addFilter(keep)
 
 
 def sampler_options(environ: Mapping[str, str]) -> dict[str, Any]:

@@ -7,10 +7,13 @@ gateway holds a disabled :class:`Tracing` and every call is a constant-time no-o
 Attributes (https://opentelemetry.io/docs/specs/semconv/gen-ai/gen-ai-spans/):
 ``gen_ai.operation.name`` chat | embeddings, ``gen_ai.provider.name`` azure.ai.openai,
 ``gen_ai.request.model``, ``gen_ai.response.model``, ``gen_ai.usage.input_tokens``,
-``gen_ai.usage.output_tokens``, ``gen_ai.response.finish_reasons``, ``server.address``, and the
+``gen_ai.usage.output_tokens``, ``gen_ai.response.finish_reasons``, ``server.address``/``port``, and the
 gateway's own ``gateway.tenant``, ``gateway.instance``, ``gateway.attempt``, ``gateway.limited``,
 ``gateway.usage_source`` (reported | estimated). Prompt and completion text
 (``gen_ai.input.messages`` / ``gen_ai.output.messages``) only with ``Telemetry:CaptureContent``.
+The deprecated ``gen_ai.system`` (same value) and ``peer.service`` (the instance) are set too: the
+Azure Monitor exporter types the dependency ``GenAI | azure.ai.openai`` and targets it from them.
+It keeps ``error.type`` out of customDimensions, so a failed attempt also says ``gateway.error``.
 """
 
 from __future__ import annotations
@@ -84,7 +87,7 @@ class Attempt:
         if span is None:
             return
         self._span = None
-        span.set_attribute("error.type", type(error).__name__)
+        span.set_attributes({"error.type": type(error).__name__, "gateway.error": type(error).__name__})
         detail = error.detail if isinstance(error, GatewayError) else ""  # safe: never keys
         span.set_status(Status(StatusCode.ERROR, detail))
         span.end()
@@ -132,11 +135,15 @@ class Tracing:
         server = trace.get_current_span()
         if server.is_recording():  # the host's request span: who was served, by which instance
             server.set_attributes({"gateway.tenant": tenant, "gateway.instance": instance, "gateway.limited": False})
+        where = urlsplit(endpoint)
         attributes: dict[str, str | int | bool] = {
             "gen_ai.operation.name": operation,
             "gen_ai.provider.name": PROVIDER,
+            "gen_ai.system": PROVIDER,  # deprecated name, still what Application Insights types by
             "gen_ai.request.model": model,
-            "server.address": urlsplit(endpoint).hostname or "",
+            "server.address": where.hostname or "",
+            "server.port": where.port or (443 if where.scheme == "https" else 80),
+            "peer.service": instance,  # the dependency's target: one node per instance on the map
             "gateway.tenant": tenant,
             "gateway.instance": instance,
             "gateway.attempt": attempt,
