@@ -154,3 +154,21 @@ async def test_exported_telemetry_carries_no_secret(traced: Traced) -> None:
     exported = "\n".join(ing.bodies)
     for secret in (*KEYS.values(), "not-a-real-jwt", "api-key"):
         assert secret not in exported
+
+
+async def test_the_callers_sampling_decision_is_followed(traced: Traced) -> None:
+    """parentbased_always_on: a caller's unsampled trace is not recorded (but still propagated
+    with its flag), its sampled trace is, however many arrive per second."""
+    unsampled, dropped_id = traceparent()
+    unsampled = unsampled[:-2] + "00"
+    assert (await traced.client.post("/openai/chat?tenant=contoso", json=BODY,
+                                     headers={"traceparent": unsampled})).status_code == 200
+    sampled = [traceparent() for _ in range(20)]
+    for header, _ in sampled:
+        response = await traced.client.post("/openai/chat?tenant=contoso", json=BODY, headers={"traceparent": header})
+        assert response.status_code == 200
+    ing = traced.ingestion
+    await ing.wait_for(lambda: all(ing.dependencies(trace_id) for _, trace_id in sampled))
+    assert ing.requests(dropped_id) == [] and ing.dependencies(dropped_id) == []
+    [sent] = [t for t in traced.alpha.stats.traceparents if t.split("-")[1] == dropped_id]
+    assert sent.endswith("-00")
