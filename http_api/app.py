@@ -3,7 +3,7 @@ OpenAPI document and a Swagger UI that work offline."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -12,9 +12,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi.telemetry import TelemetryConfig
 from starlette.exceptions import HTTPException
 
-from core import Settings, tracing_active
+from core import Settings
 
 from ._handlers import RestHandlers
 from ._problems import problem
@@ -46,6 +47,20 @@ _ERRORS: dict[str, Any] = {
 }
 
 
+# FastAPI's own OpenTelemetry support: with a tracer provider installed (core.configure_telemetry)
+# a SERVER span per request continuing the caller's traceparent; nothing at all without one. No
+# spans per dependency/serialisation step (cost), no FastAPI log records (they carry stack traces).
+_UNTRACED = ("/healthz", "/metrics", "/docs", "/openapi.json")
+
+
+def _untraced(scope: MutableMapping[str, Any]) -> bool:
+    """Probes, scrapes and the docs get no span."""
+    return str(scope.get("path", "")).startswith(_UNTRACED)
+
+
+_TELEMETRY: TelemetryConfig = {"operation_spans": False, "logs": False, "exclude": _untraced}
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The REST app over one gateway built from ``settings`` (default: environment)."""
     provider = LazyGateway(settings if settings is not None else settings_from_environment)
@@ -58,7 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await provider.aclose()
 
     app = FastAPI(title="Azure OpenAI multitenant gateway", version="0.1.0", docs_url=None,
-                  redoc_url=None, lifespan=lifespan)
+                  redoc_url=None, lifespan=lifespan, telemetry=_TELEMETRY)
     body = {"required": True, "content": {"application/json": {"schema": _CONVERSATION_SCHEMA}}}
     app.add_api_route(
         "/openai/echo", handlers.echo, methods=["GET"], summary="Echo the tenant and a value",
@@ -85,17 +100,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_api_route("/healthz", handlers.healthz, methods=["GET"], summary="Liveness")
     _add_docs(app)
     _add_problem_handlers(app)
-    if tracing_active():
-        _add_tracing(app)
     return app
 
-
-def _add_tracing(app: FastAPI) -> None:
-    """A SERVER span per request, continuing the caller's ``traceparent``; no span per body chunk
-    (``send``/``receive``), none for probes and scrapes."""
-    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-
-    FastAPIInstrumentor.instrument_app(app, exclude_spans=["receive", "send"], excluded_urls="healthz,metrics")
 
 
 def _add_docs(app: FastAPI) -> None:

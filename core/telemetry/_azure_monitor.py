@@ -8,8 +8,9 @@ the gateway (the distro installs process-wide providers).
   ``parentbased_always_on`` (a caller's sampled trace is always recorded, its unsampled one never,
   root traces always). The distro's own default, ``microsoft.rate_limited`` at 5 traces/s, ignores
   a remote parent's decision and drops spans of sampled callers under load.
-- Live Metrics off unless ``Telemetry:LiveMetrics``; the FastAPI instrumentation is left to the
-  host (``instrument_fastapi``) so that it can skip the per-chunk ``send`` spans.
+- Live Metrics off unless ``Telemetry:LiveMetrics``; performance counters off (a processor on
+  every span; Prometheus already has the process metrics). The distro's FastAPI instrumentation is
+  off: FastAPI traces requests natively once a provider is installed (http_api/app.py).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ def configure_azure_monitor_tracing(
         "connection_string": connection_string,
         "resource": Resource.create({} if environ.get("OTEL_SERVICE_NAME") else {"service.name": service_name}),
         "enable_live_metrics": settings.live_metrics,
+        "enable_performance_counters": False,  # a processor on every span; Prometheus has these
         "instrumentation_options": {"fastapi": {"enabled": False}},
         **sampler_options(environ),
     }
