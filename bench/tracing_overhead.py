@@ -77,6 +77,7 @@ def main() -> int:
     sim_port, ingest_port, off_port, on_port = free_port(), free_port(), free_port(), free_port()
     base_env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "APPLICATIONINSIGHTS_"))}
     on_env = {**base_env, "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true",
+              "APPLICATIONINSIGHTS_CONTROLPLANE_DISABLED": "true",
               "APPLICATIONINSIGHTS_CONNECTION_STRING": "InstrumentationKey=00000000-0000-4000-8000-000000000000;"
                                                        f"IngestionEndpoint=http://127.0.0.1:{ingest_port}/"}
     procs: list[subprocess.Popen[bytes]] = []

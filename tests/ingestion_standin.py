@@ -59,11 +59,12 @@ class Ingestion:
 
     def environment(self, **extra: str) -> dict[str, str]:
         """Process environment for a host exporting here: 100 % sampled, quick batches, no
-        statsbeat or live metrics (nothing goes off the machine)."""
+        statsbeat, control-plane polling or live metrics (nothing goes off the machine)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "APPLICATIONINSIGHTS_"))}
         env.update({
             "APPLICATIONINSIGHTS_CONNECTION_STRING": self.connection_string,
             "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true",
+            "APPLICATIONINSIGHTS_CONTROLPLANE_DISABLED": "true",  # no OneSettings polling
             "OTEL_BSP_SCHEDULE_DELAY": "200",
             "OTEL_BLRP_SCHEDULE_DELAY": "200",
             **extra,
