@@ -49,7 +49,8 @@ _ERRORS: dict[str, Any] = {
 
 # FastAPI's own OpenTelemetry support: with a tracer provider installed (core.configure_telemetry)
 # a SERVER span per request continuing the caller's traceparent; nothing at all without one. No
-# spans per dependency/serialisation step (cost), no FastAPI log records (they carry stack traces).
+# spans per dependency/serialisation step and no request metrics (cost; Prometheus has them), no
+# FastAPI log records (they carry stack traces).
 _UNTRACED = ("/healthz", "/metrics", "/docs", "/openapi.json")
 
 
@@ -58,7 +59,7 @@ def _untraced(scope: MutableMapping[str, Any]) -> bool:
     return str(scope.get("path", "")).startswith(_UNTRACED)
 
 
-_TELEMETRY: TelemetryConfig = {"operation_spans": False, "logs": False, "exclude": _untraced}
+_TELEMETRY: TelemetryConfig = {"operation_spans": False, "logs": False, "metrics": False, "exclude": _untraced}
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
