@@ -7,8 +7,9 @@ delegates to the handlers shared with the local server (``http_api``).
 import azure.functions as func
 from azurefunctions.extensions.http.fastapi import Request, Response, StreamingResponse
 
-from http_api import CompatHandlers, RestHandlers, gateway_from_environment
+from http_api import CompatHandlers, RestHandlers, gateway_from_environment, telemetry_from_environment
 
+telemetry_from_environment()  # before the gateway: with APPLICATIONINSIGHTS_CONNECTION_STRING set
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 gateway = gateway_from_environment()
 handlers = RestHandlers(gateway)

@@ -1,6 +1,6 @@
 """The gateway's shared core. Hosts (Functions, local server, gRPC) use only what is listed here."""
 
-from ._build import build_gateway
+from ._build import build_gateway, configure_telemetry
 from ._compat import RelayedStream, RelayResponse
 from ._conversation import parse_conversation
 from ._errors import (
@@ -24,6 +24,7 @@ from ._values import Budget, ChatMessage, Completion, Usage
 from .access import Credentials, resolve_tenant
 from .config import SecretSource, Settings, load_settings
 from .state import MemoryStateStore, StateStore
+from .telemetry import tracing_active
 from .upstream import Operation
 
 __all__ = [
@@ -56,7 +57,9 @@ __all__ = [
     "UpstreamUnavailable",
     "Usage",
     "build_gateway",
+    "configure_telemetry",
     "load_settings",
     "parse_conversation",
     "resolve_tenant",
+    "tracing_active",
 ]

@@ -7,7 +7,7 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from prometheus_client import CollectorRegistry
 
@@ -39,7 +39,7 @@ from .limits import (
     TenantLimits,
 )
 from .state import MemoryStateStore, StateStore, TableLocation
-from .telemetry import GatewayMetrics, RateLimitMetrics
+from .telemetry import GatewayMetrics, RateLimitMetrics, Tracing, tracing_active
 from .upstream import Relay, TokenProvider, Upstream
 
 log = logging.getLogger("core.build")
@@ -90,7 +90,7 @@ def build_gateway(
                   *((ledger,) if ledger is not None else ()))
     return Gateway(settings, upstreams, router, metrics, registry, store, background, health=health,
                    authenticator=_authenticator(settings.auth, keys), limiter=limiter, quotas=quotas,
-                   relays=relays, ledger=ledger)
+                   relays=relays, ledger=ledger, tracing=_tracing(settings))
 
 
 def _authenticator(auth: AuthSettings, keys: KeyRing) -> Authenticator:
@@ -125,6 +125,28 @@ def _tenant_keys(auth: AuthSettings) -> KeyRing:
         return KeyRing(hashes)
     except ValueError as exc:
         raise ConfigurationError("Auth:Keys", str(exc)) from None
+
+
+def configure_telemetry(
+    settings: Settings, environ: Mapping[str, str] | None = None, *, service_name: str = "openai-gateway"
+) -> bool:
+    """Once per process, before ``build_gateway``: traces and logs to Application Insights when
+    ``APPLICATIONINSIGHTS_CONNECTION_STRING`` is set (see core/telemetry/_azure_monitor.py).
+    Returns whether it is on; off loads nothing and costs nothing."""
+    env = os.environ if environ is None else environ
+    if not env.get("APPLICATIONINSIGHTS_CONNECTION_STRING", "").strip():
+        return False
+    from .telemetry._azure_monitor import configure_azure_monitor_tracing
+
+    return configure_azure_monitor_tracing(settings.telemetry, env, service_name)
+
+
+def _tracing(settings: Settings) -> Tracing:
+    if not tracing_active():
+        return Tracing()
+    from opentelemetry import trace
+
+    return Tracing(trace.get_tracer("core.gateway"), capture_content=settings.telemetry.capture_content)
 
 
 def unusable_reason(service: ServiceSettings) -> str:

@@ -37,13 +37,13 @@ from ._routing import Router
 from ._tokens import count_prompt
 from ._values import ChatMessage, Completion, Method, Usage
 from .config import Settings
-from .telemetry import GatewayMetrics
+from .telemetry import Attempt, GatewayMetrics, Tracing
 from .upstream import StreamEvent, Upstream, UpstreamStream
 
 log = logging.getLogger("core.failover")
 
 T = TypeVar("T")
-Call = Callable[[Upstream, tuple[ChatMessage, ...]], Awaitable[T]]
+Call = Callable[[Upstream, tuple[ChatMessage, ...], Attempt], Awaitable[T]]  # the attempt's span last
 Bill = Callable[[str, Method, Completion], None]  # (tenant, method, what it cost)
 
 
@@ -56,6 +56,7 @@ class Failover:
         health: Health,
         metrics: GatewayMetrics,
         bill: Bill,
+        tracing: Tracing | None = None,
     ) -> None:
         self._settings = settings
         self._gateway = settings.gateway
@@ -64,6 +65,7 @@ class Failover:
         self._health = health
         self._metrics = metrics
         self._bill = bill
+        self._tracing = tracing or Tracing()
 
     async def run(
         self, tenant: str, method: Method, messages: Sequence[ChatMessage], call: Call[T],
@@ -102,7 +104,12 @@ class Failover:
                 if budget not in prompts:
                     prompts[budget] = truncate(with_prompt, budget) if with_prompt else ()
                 try:
-                    result = await call(upstream, prompts[budget])
+                    with self._tracing.attempt(
+                        "embeddings" if method == "embeddings" else "chat", tenant=tenant, instance=name,
+                        model=upstream.settings.model, endpoint=upstream.settings.endpoint, attempt=len(tried),
+                        prompt=prompts[budget],
+                    ) as span:  # failover attempts are sibling client spans under the request's span
+                        result = await call(upstream, prompts[budget], span)
                 except UpstreamTimeout:
                     self._timed_out(name, tenant, method, prompts[budget])
                     raise

@@ -23,7 +23,7 @@ from ._compat import (
     parse_request,
 )
 from ._conversation import DEFAULT_CONTEXT_TOKENS, parse_conversation, with_system_prompt
-from ._errors import GatewayError, NotFound, UpstreamTimeout, UpstreamUnavailable
+from ._errors import GatewayError, NotFound, RateLimited, UpstreamTimeout, UpstreamUnavailable
 from ._failover import Failover
 from ._health import Health
 from ._routing import Router
@@ -34,7 +34,7 @@ from .config import Settings
 from .ledger import GroupBy, Ledger, LedgerUnavailable, UsageLine
 from .limits import Limiter, QuotaKeeper, QuotaTicket, Ticket
 from .state import StateStore
-from .telemetry import GatewayMetrics
+from .telemetry import Attempt, GatewayMetrics, Tracing
 from .upstream import Operation, Relay, Upstream, UpstreamStream
 
 log = logging.getLogger("core.gateway")
@@ -75,6 +75,7 @@ class Gateway:
         quotas: QuotaKeeper | None = None,
         relays: Mapping[str, Relay] | None = None,
         ledger: Ledger | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self._settings = settings
         self._registry = registry
@@ -82,7 +83,8 @@ class Gateway:
         self._upstreams = dict(upstreams)
         self._router = router
         self._health = health
-        self._failover = Failover(settings, self._upstreams, router, health, metrics, self._bill)
+        self._tracing = tracing or Tracing()
+        self._failover = Failover(settings, self._upstreams, router, health, metrics, self._bill, self._tracing)
         metrics.watch_instances(lambda: {n: health.state(n) for n in health.names})
         self._store = store
         self._background = tuple(background)
@@ -144,10 +146,12 @@ class Gateway:
         return f"tenant: {tenant} value: {value}"
 
     async def chat(self, tenant: str, messages: Sequence[ChatMessage]) -> Completion:
-        async def call(upstream: Upstream, prompt: tuple[ChatMessage, ...]) -> Completion:
+        async def call(upstream: Upstream, prompt: tuple[ChatMessage, ...], span: Attempt) -> Completion:
             reply = await upstream.complete(prompt)
             usage = reply.usage or Usage(count_prompt(prompt), count_text(reply.text))
-            return Completion(reply.text, upstream.name, usage, reply.usage is not None)
+            completion = Completion(reply.text, upstream.name, usage, reply.usage is not None)
+            span.finish(completion, reply.model, reply.finish_reasons)
+            return completion
 
         ticket = await self._admit(tenant, messages)
         with self._refund_on_failure(tenant, ticket):
@@ -156,9 +160,11 @@ class Gateway:
         return dataclasses.replace(completion, budget=self.budget(tenant))
 
     async def open_stream(self, tenant: str, messages: Sequence[ChatMessage]) -> ChatStream:
-        async def call(upstream: Upstream, prompt: tuple[ChatMessage, ...]) -> ChatStream:
+        async def call(upstream: Upstream, prompt: tuple[ChatMessage, ...], span: Attempt) -> ChatStream:
             stream = self._failover.watch(upstream.name, await upstream.open_stream(prompt))
-            return ChatStream(upstream.name, prompt, stream, lambda done: self._bill(tenant, "stream", done, ticket))
+            span.hand_over()  # the attempt's span ends with the stream
+            return ChatStream(upstream.name, prompt, stream, lambda done: self._bill(tenant, "stream", done, ticket),
+                              span)
 
         ticket = await self._admit(tenant, messages)
         with self._refund_on_failure(tenant, ticket):
@@ -221,6 +227,8 @@ class Gateway:
                 hold.quota = await self._quotas.admit(tenant, tokens)
         except GatewayError as exc:
             self._release(hold)
+            if isinstance(exc, RateLimited):
+                self._tracing.limited(tenant)
             exc.budget = exc.budget or self.budget(tenant)
             raise
         return hold
@@ -271,8 +279,12 @@ class Gateway:
 
         ticket = await self._hold(tenant, estimate)
 
-        async def call(upstream: Upstream, _: tuple[ChatMessage, ...]) -> RelayResponse:
-            return await self._relay_once(tenant, request, upstream.name, serving[upstream.name], api_version, ticket)
+        async def call(upstream: Upstream, _: tuple[ChatMessage, ...], span: Attempt) -> RelayResponse:
+            response = await self._relay_once(tenant, request, upstream.name, serving[upstream.name], api_version,
+                                              ticket)
+            if response.usage is not None:
+                span.finish(Completion("", upstream.name, response.usage, True))
+            return response
 
         with self._refund_on_failure(tenant, ticket):
             response = await self._failover.run(tenant, request.method, (), call, among=frozenset(serving))
@@ -336,8 +348,12 @@ class ChatStream:
         prompt: tuple[ChatMessage, ...],
         upstream: UpstreamStream,
         on_finish: Callable[[Completion], None],
+        span: Attempt | None = None,
     ) -> None:
         self.instance = instance
+        self._span = span
+        self._model = ""
+        self._finish_reasons: list[str] = []
         self.completion: Completion | None = None
         self.budget: Budget | None = None  # the tenant's remaining budget, when it has limits
         self._on_finish = on_finish
@@ -348,12 +364,20 @@ class ChatStream:
         self._closed = False
 
     async def __aiter__(self) -> AsyncIterator[str]:
-        async for event in self._upstream:
-            if event.usage is not None:
-                self._usage = event.usage
-            if event.text:
-                self._parts.append(event.text)
-                yield event.text
+        try:
+            async for event in self._upstream:
+                if event.usage is not None:
+                    self._usage = event.usage
+                if event.finish_reason:
+                    self._finish_reasons.append(event.finish_reason)
+                if event.text:
+                    self._model = event.model or self._model
+                    self._parts.append(event.text)
+                    yield event.text
+        except GatewayError as exc:
+            if self._span is not None:
+                self._span.fail(exc)  # the attempt's span says how the stream broke
+            raise
         self._finish()
 
     async def aclose(self) -> None:
@@ -372,3 +396,5 @@ class ChatStream:
         usage = self._usage or Usage(count_prompt(self._prompt), count_text(text))
         self.completion = Completion(text, self.instance, usage, self._usage is not None, self.budget)
         self._on_finish(self.completion)
+        if self._span is not None:
+            self._span.finish(self.completion, self._model, self._finish_reasons)

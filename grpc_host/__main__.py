@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 
-from core import ConfigurationError, load_settings
+from core import ConfigurationError, configure_telemetry, load_settings
 
 from ._config import load_host_settings
 from ._server import serve
@@ -54,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
                 "grace_seconds": args.grace_seconds,
             },
         )
+        configure_telemetry(settings, service_name="openai-gateway-grpc")  # on with APPLICATIONINSIGHTS_*
         return asyncio.run(serve(settings, host_settings))
     except ConfigurationError as exc:
         print(f"grpc_host: invalid configuration: {exc.detail}", file=sys.stderr)

@@ -18,7 +18,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry
 
-from core import ConfigurationError, Gateway, Settings, StateStore, build_gateway
+from core import ConfigurationError, Gateway, Settings, StateStore, build_gateway, tracing_active
 from protos import openai_pb2, openai_pb2_grpc
 
 from ._config import GrpcHostSettings
@@ -68,7 +68,7 @@ async def start_host(
     """Build the gateway once and start serving; raises ConfigurationError if it cannot listen."""
     gateway = build_gateway(settings, registry=registry, state_store=state_store)
     server = grpc.aio.server(
-        interceptors=[RejectUndecodable(gateway.observe_request)],
+        interceptors=[RejectUndecodable(gateway.observe_request), *_interceptors()],
         options=[
             # Same body limit as REST; bigger messages get RESOURCE_EXHAUSTED from gRPC itself.
             ("grpc.max_receive_message_length", settings.gateway.max_body_bytes),
@@ -100,6 +100,16 @@ async def start_host(
     for name in ("", OPENAI_SERVICE):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return RunningHost(gateway, server, health_servicer, metrics, host_settings.host, port, metrics.port)
+
+
+def _interceptors() -> list[grpc.aio.ServerInterceptor]:
+    """With tracing on: a SERVER span per RPC continuing the caller's ``traceparent`` metadata
+    (health checks and reflection excluded)."""
+    if not tracing_active():
+        return []
+    from ._tracing import ServerSpans
+
+    return [ServerSpans(OPENAI_SERVICE)]
 
 
 async def serve(settings: Settings, host_settings: GrpcHostSettings) -> int:

@@ -3,7 +3,7 @@
 from ._compat import CompatHandlers
 from ._handlers import RestHandlers
 from ._problems import problem, problem_for, status_for
-from ._runtime import LazyGateway, gateway_from_environment, settings_from_environment
+from ._runtime import LazyGateway, gateway_from_environment, settings_from_environment, telemetry_from_environment
 from .app import create_app
 
 __all__ = [
@@ -16,4 +16,5 @@ __all__ = [
     "problem_for",
     "settings_from_environment",
     "status_for",
+    "telemetry_from_environment",
 ]

@@ -15,7 +15,7 @@ import sys
 
 import uvicorn
 
-from core import ConfigurationError, load_settings
+from core import ConfigurationError, configure_telemetry, load_settings
 
 from ._limits import load_rest_host_settings
 from ._server import serve
@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings(json_path=args.config or os.environ.get("GATEWAY_CONFIG") or None)
         limits = load_rest_host_settings(os.environ, {"host": args.host, "port": args.port})
+        configure_telemetry(settings, service_name="openai-gateway-rest")  # on with APPLICATIONINSIGHTS_*
         with asyncio.Runner(loop_factory=uvicorn.Config(app=None, loop="auto").get_loop_factory()) as runner:
             return runner.run(serve(settings, limits, log_level=args.log_level))
     except ConfigurationError as exc:

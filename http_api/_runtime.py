@@ -6,12 +6,21 @@ import asyncio
 import os
 from collections.abc import Callable
 
-from core import Gateway, Settings, build_gateway, load_settings
+from core import Gateway, Settings, build_gateway, configure_telemetry, load_settings
 
 
 def settings_from_environment() -> Settings:
     """Settings as the Functions host and containers give them: env vars (+ optional JSON file)."""
     return load_settings(json_path=os.environ.get("GATEWAY_CONFIG") or None)
+
+
+def telemetry_from_environment() -> bool:
+    """The Functions worker's Application Insights set-up, from app settings (not Key Vault: no
+    network I/O at import). In the host's OpenTelemetry mode the host sends the request span and
+    the gateway's spans join it; see docs/observability.md."""
+    environ = {k: v for k, v in os.environ.items() if k.lower() != "keyvaultname"}
+    settings = load_settings(json_path=os.environ.get("GATEWAY_CONFIG") or None, environ=environ)
+    return configure_telemetry(settings, service_name="openai-gateway-functions")
 
 
 def gateway_from_environment() -> LazyGateway:

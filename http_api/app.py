@@ -3,7 +3,7 @@ OpenAPI document and a Swagger UI that work offline."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi.telemetry import TelemetryConfig
 from starlette.exceptions import HTTPException
 
 from core import Settings
@@ -56,6 +57,21 @@ _ERRORS: dict[str, Any] = {
 }
 
 
+# FastAPI's own OpenTelemetry support: with a tracer provider installed (core.configure_telemetry)
+# a SERVER span per request continuing the caller's traceparent; nothing at all without one. No
+# spans per dependency/serialisation step and no request metrics (cost; Prometheus has them), no
+# FastAPI log records (they carry stack traces).
+_UNTRACED = ("/healthz", "/metrics", "/docs", "/openapi.json")
+
+
+def _untraced(scope: MutableMapping[str, Any]) -> bool:
+    """Probes, scrapes and the docs get no span."""
+    return str(scope.get("path", "")).startswith(_UNTRACED)
+
+
+_TELEMETRY: TelemetryConfig = {"operation_spans": False, "logs": False, "metrics": False, "exclude": _untraced}
+
+
 def create_app(settings: Settings | None = None, *, provider: LazyGateway | None = None) -> FastAPI:
     """The REST app over one gateway: ``provider``'s, else one built from ``settings`` (default:
     environment)."""
@@ -72,7 +88,7 @@ def create_app(settings: Settings | None = None, *, provider: LazyGateway | None
 
     # No trailing-slash redirects: Starlette builds their Location from the Host header.
     app = FastAPI(title="Azure OpenAI multitenant gateway", version="0.1.0", docs_url=None,
-                  redoc_url=None, lifespan=lifespan, redirect_slashes=False)
+                  redoc_url=None, lifespan=lifespan, redirect_slashes=False, telemetry=_TELEMETRY)
     body = {"required": True, "content": {"application/json": {"schema": _CONVERSATION_SCHEMA}}}
     app.add_api_route(
         "/openai/echo", handlers.echo, methods=["GET"], response_class=PlainTextResponse,
@@ -140,6 +156,9 @@ _COMPAT_ERRORS: dict[str, Any] = {
 }
 _PASS_THROUGH = {"type": "object", "additionalProperties": True,
                  "description": "The Azure OpenAI request body, passed through unchanged"}
+
+def _add_docs(app: FastAPI) -> None:
+    pass
 
 
 def _add_compat_routes(app: FastAPI, compat: CompatHandlers) -> None:

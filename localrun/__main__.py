@@ -20,12 +20,16 @@ from pathlib import Path
 from .ports import PortNotOpen, wait_port
 
 ROOT = Path(__file__).resolve().parent.parent
+# With APPLICATIONINSIGHTS_CONNECTION_STRING set for a local run, the exporter still sends nothing
+# of its own to Microsoft: no statsbeat, no OneSettings control-plane polling (live metrics are off
+# by default, Telemetry:LiveMetrics).
+LOCAL_ONLY = {"APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true", "APPLICATIONINSIGHTS_CONTROLPLANE_DISABLED": "true"}
 SAMPLE = ROOT / "config" / "appsettings.sample.json"
 RUN_DIR = ROOT / ".run"
 
 
 def _start(cmd: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **(env or {})})
+    return subprocess.Popen(cmd, cwd=ROOT, env={**LOCAL_ONLY, **os.environ, **(env or {})})
 
 
 def main(argv: list[str] | None = None) -> int:

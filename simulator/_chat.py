@@ -122,7 +122,7 @@ class ChatService:
         name = request.match_info["deployment"]
         deployment = self._config.deployment(name)
         known = name if deployment is not None else None
-        self._stats.request(known)
+        self._stats.request(known, request.headers.get("traceparent"))
         try:
             response = await inner(request, name, deployment)
         except Dropped:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -45,6 +46,8 @@ class SimulatorStats(DeploymentStats):
 
     name: str = ""
     deployments: dict[str, DeploymentStats] = field(default_factory=dict)
+    # W3C ``traceparent`` headers of the last requests that carried one (newest last, at most 100).
+    traceparents: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -79,6 +82,9 @@ class _Counters:
         )  # fmt: skip
 
 
+TRACEPARENTS_KEPT = 100
+
+
 class StatsRecorder:
     """Mutable counters owned by one server; read them through ``snapshot()``."""
 
@@ -86,10 +92,12 @@ class StatsRecorder:
         self._name = name
         self._total = _Counters()
         self._per: dict[str, _Counters] = {}
+        self._traceparents: deque[str] = deque(maxlen=TRACEPARENTS_KEPT)
 
     def reset(self) -> None:
         self._total = _Counters()
         self._per = {}
+        self._traceparents.clear()
 
     def _both(self, deployment: str | None) -> tuple[_Counters, ...]:
         if deployment is None:
@@ -99,7 +107,9 @@ class StatsRecorder:
             per = self._per[deployment] = _Counters()
         return self._total, per
 
-    def request(self, deployment: str | None) -> None:
+    def request(self, deployment: str | None, traceparent: str | None = None) -> None:
+        if traceparent:
+            self._traceparents.append(traceparent[:128])
         for item in self._both(deployment):
             item.requests += 1
 
@@ -138,4 +148,5 @@ class StatsRecorder:
             generated=total.generated,
             name=self._name,
             deployments={name: counters.freeze() for name, counters in self._per.items()},
+            traceparents=list(self._traceparents),
         )

@@ -322,6 +322,16 @@ class PriceSettings(_Section):
     completion_per1k: float = Field(default=0.0, ge=0)
 
 
+class TelemetrySettings(_Section):
+    """``Telemetry:*`` — traces and logs to Application Insights (on when the standard
+    ``APPLICATIONINSIGHTS_CONNECTION_STRING`` variable is set)."""
+
+    use_entra: bool = False  # ingest with a managed identity (Entra), not the instrumentation key
+    managed_identity_client_id: str = ""  # user-assigned identity; empty = system-assigned
+    capture_content: bool = False  # prompt and completion text on the spans (gen_ai.*.messages)
+    live_metrics: bool = False  # Live Metrics stream (sends data continuously; off by default)
+
+
 class Settings(_Section):
     azure_openai: AzureOpenAISettings = Field(default_factory=AzureOpenAISettings)
     tenant_azure_openai_mappings: dict[str, str] = Field(default_factory=dict)
@@ -333,6 +343,7 @@ class Settings(_Section):
     remote_write: RemoteWriteSettings = Field(default_factory=RemoteWriteSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
     azure_web_jobs_storage: StorageConnectionSettings = Field(
         default_factory=StorageConnectionSettings
     )

@@ -28,10 +28,11 @@ from .._errors import (
 )
 from .._values import ChatMessage, Usage
 from ..config import ChatCompletionsOptions, ServiceSettings
+from ..telemetry import inject_trace_context
 from ._cooldown import cooldown_seconds
 from ._port import StreamEvent, TokenProvider, UpstreamReply, UpstreamStream
 
-_JSON_OPTIONS: Any = {"headers": {"Content-Type": "application/json"}}
+_JSON = "application/json"
 COGNITIVE_SERVICES_SCOPE = "https://cognitiveservices.azure.com/.default"
 
 
@@ -72,7 +73,7 @@ class AzureOpenAIUpstream:
                 self._path,
                 content=orjson.dumps({"messages": _wire(messages), **self._params}),
                 cast_to=httpx2.Response,
-                options=_JSON_OPTIONS,
+                options=_options(),
             )
             payload = orjson.loads(await response.aread())
         except openai.OpenAIError as exc:
@@ -92,7 +93,7 @@ class AzureOpenAIUpstream:
         try:
             response = await client.post(
                 self._path, content=orjson.dumps(body), cast_to=httpx2.Response,
-                options=_JSON_OPTIONS, stream=True, stream_cls=openai.AsyncStream[Any],
+                options=_options(), stream=True, stream_cls=openai.AsyncStream[Any],
             )
         except openai.OpenAIError as exc:
             raise translate(self.name, exc) from None
@@ -105,13 +106,20 @@ class AzureOpenAIUpstream:
         await self._client.close()
 
 
+def _options() -> Any:
+    """Request options: JSON, and the current span's ``traceparent`` when tracing is on."""
+    return {"headers": inject_trace_context({"Content-Type": _JSON})}
+
+
 def _reply(payload: Any) -> UpstreamReply:
     """Text and usage of a chat.completion JSON body (choices may be absent when filtered)."""
     if not isinstance(payload, dict):
         return UpstreamReply("", None)
     choices = payload.get("choices") or [{}]
     message = choices[0].get("message") or {}
-    return UpstreamReply(str(message.get("content") or ""), _usage(payload))
+    reasons = tuple(str(c["finish_reason"]) for c in choices if isinstance(c, dict) and c.get("finish_reason"))
+    return UpstreamReply(str(message.get("content") or ""), _usage(payload), str(payload.get("model") or ""),
+                         reasons)
 
 
 def _usage(payload: dict[str, Any]) -> Usage | None:
@@ -171,12 +179,15 @@ def _events(name: str, chunk: Any) -> list[StreamEvent]:
     if isinstance(chunk.get("error"), dict):
         message = str(chunk["error"].get("message", "error event"))[:300]
         raise UpstreamError(f"Azure OpenAI instance '{name}' failed mid-stream: {message}")
+    model = str(chunk.get("model") or "")
     events = [
-        StreamEvent(text=delta["content"])
+        StreamEvent(text=delta["content"], model=model)
         for choice in chunk.get("choices") or ()
         if isinstance(delta := choice.get("delta"), dict) and isinstance(delta.get("content"), str)
         and delta["content"]
     ]
+    events += [StreamEvent(model=model, finish_reason=str(choice["finish_reason"]))
+               for choice in chunk.get("choices") or () if choice.get("finish_reason")]
     usage = _usage(chunk)
     if usage is not None:
         events.append(StreamEvent(usage=usage))

@@ -21,6 +21,8 @@ TokenProvider = Callable[[], Awaitable[str]]
 class UpstreamReply:
     text: str
     usage: Usage | None
+    model: str = ""  # the model that answered (``model`` of the response), for traces
+    finish_reasons: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +31,8 @@ class StreamEvent:
 
     text: str = ""
     usage: Usage | None = None
+    model: str = ""  # first chunk's ``model``, for traces
+    finish_reason: str = ""
 
 
 class UpstreamStream(Protocol):

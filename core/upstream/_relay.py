@@ -34,6 +34,7 @@ from .._errors import (
 )
 from .._values import Usage
 from ..config import ServiceSettings
+from ..telemetry import inject_trace_context, tracing_active
 from ._cooldown import cooldown_seconds
 from ._port import Operation, RelayReply, TokenProvider
 
@@ -134,6 +135,8 @@ class AiohttpRelay:
             headers = self._headers
             if self._tokens is not None:
                 headers = {**headers, "Authorization": f"Bearer {await self._tokens()}"}
+            if tracing_active():  # the caller's trace goes on to Azure OpenAI (W3C traceparent)
+                headers = inject_trace_context(dict(headers))
             response = await self._session.get().post(url, data=body, headers=headers, timeout=limits)
             failure = await self._failure(response)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:

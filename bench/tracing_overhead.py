@@ -1,0 +1,131 @@
+"""Cost of tracing: gateway ``POST /openai/chat`` throughput with Application Insights tracing on
+(100 % sampled, every request carrying a sampled ``traceparent``, the real exporter posting to a
+local ingestion receiver) vs off, in one run.
+
+Starts, on 127.0.0.1: the simulator (zero-latency mode), a local ingestion receiver (this file
+with ``--receiver``: counts the envelopes it is sent), and the REST gateway (``python -m
+http_api``) twice, once without and once with ``APPLICATIONINSIGHTS_CONNECTION_STRING``. wrk loads
+each at concurrency 1 and 16; everything is stopped by PID. Statsbeat and live metrics are off:
+nothing leaves the machine.
+
+    .venv/bin/python bench/tracing_overhead.py [--duration 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.rest_overhead import lua_script, run_wrk  # noqa: E402
+from localrun.ports import free_port, wait_port  # noqa: E402
+
+KEY = "bench-key"
+DEPLOYMENT = "gpt-35-turbo-16k"
+BODY = [{"role": "user", "content": "Tell me about Milan"}]
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+def receiver(port: int) -> None:
+    """A stand-in ingestion endpoint: accepts every batch and counts envelopes by type."""
+    from aiohttp import web
+
+    counts: dict[str, int] = {}
+
+    async def track(request: web.Request) -> web.Response:
+        raw = await request.read()
+        if raw[:2] == b"\x1f\x8b":
+            raw = gzip.decompress(raw)
+        items = json.loads(raw)
+        for item in items:
+            kind = item.get("data", {}).get("baseType", "?")
+            counts[kind] = counts.get(kind, 0) + 1
+        return web.json_response({"itemsReceived": len(items), "itemsAccepted": len(items), "errors": []})
+
+    async def stats(request: web.Request) -> web.Response:
+        return web.json_response(counts)
+
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app.router.add_post("/v2.1/track", track)
+    app.router.add_post("//v2.1/track", track)
+    app.router.add_get("/stats", stats)
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run (default 10)")
+    parser.add_argument("--receiver", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.receiver:
+        receiver(args.receiver)
+        return 0
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is not installed: apt-get install wrk")
+    sim_port, ingest_port, off_port, on_port = free_port(), free_port(), free_port(), free_port()
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "APPLICATIONINSIGHTS_"))}
+    on_env = {**base_env, "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true",
+              "APPLICATIONINSIGHTS_CONTROLPLANE_DISABLED": "true",
+              "APPLICATIONINSIGHTS_CONNECTION_STRING": "InstrumentationKey=00000000-0000-4000-8000-000000000000;"
+                                                       f"IngestionEndpoint=http://127.0.0.1:{ingest_port}/"}
+    procs: list[subprocess.Popen[bytes]] = []
+    rows = []
+    with tempfile.TemporaryDirectory() as tmpdir:
+        tmp = Path(tmpdir)
+        config = tmp / "appsettings.json"
+        config.write_text(json.dumps({"AzureOpenAI": {"Services": {"BenchOpenAI": {
+            "Endpoint": f"http://127.0.0.1:{sim_port}/", "ApiKey": KEY, "Deployment": DEPLOYMENT,
+            "Model": DEPLOYMENT, "MaxResponseTokens": 100, "MaxRetries": 0}}}}))
+        try:
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "simulator", "--port", str(sim_port), "--api-key", KEY,
+                 "--zero-latency", "--log-level", "WARNING", "--deployment", DEPLOYMENT], cwd=ROOT))
+            wait_port(sim_port, procs[-1])
+            procs.append(subprocess.Popen([sys.executable, __file__, "--receiver", str(ingest_port)], cwd=ROOT))
+            wait_port(ingest_port, procs[-1])
+            for port, env in ((off_port, base_env), (on_port, on_env)):
+                procs.append(subprocess.Popen(
+                    [sys.executable, "-m", "http_api", "--config", str(config), "--port", str(port)],
+                    cwd=ROOT, env=env))
+                wait_port(port, procs[-1], timeout=60)
+            script = lua_script(tmp, {"Content-Type": "application/json", "traceparent": TRACEPARENT},
+                                json.dumps(BODY))
+            off = f"http://127.0.0.1:{off_port}/openai/chat?tenant=bench"
+            on = f"http://127.0.0.1:{on_port}/openai/chat?tenant=bench"
+            for url in (off, on):  # warm up both
+                run_wrk(url, script, 4, 2)
+            for connections in (1, 16):
+                rows.append((connections, run_wrk(off, script, connections, args.duration),
+                             run_wrk(on, script, connections, args.duration)))
+            time.sleep(3)  # the last batches
+            with urllib.request.urlopen(f"http://127.0.0.1:{ingest_port}/stats") as response:
+                received = json.loads(response.read())
+        finally:
+            for proc in procs:
+                proc.send_signal(signal.SIGTERM)
+            for proc in procs:
+                proc.wait(timeout=30)
+    print(f"\n{'conc':>4} | {'off rps':>8} {'p50 ms':>7} {'p99 ms':>7} | {'on rps':>8} {'p50 ms':>7} {'p99 ms':>7} "
+          f"| {'on/off':>6} | errors")
+    for connections, off_r, on_r in rows:
+        print(f"{connections:>4} | {off_r['rps']:>8.0f} {off_r['p50']:>7.2f} {off_r['p99']:>7.2f} | "
+              f"{on_r['rps']:>8.0f} {on_r['p50']:>7.2f} {on_r['p99']:>7.2f} | {on_r['rps'] / off_r['rps']:>6.2f} "
+              f"| {int(off_r['errors'] + on_r['errors'])}")
+    print(f"envelopes received by the local ingestion endpoint: {received}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,171 @@
+"""Spans of the gateway under OpenTelemetry's GenAI conventions (the API only: no SDK here).
+
+One CLIENT span per upstream attempt, children of the host's SERVER span, so failover attempts
+are siblings. When no SDK is configured (no ``APPLICATIONINSIGHTS_CONNECTION_STRING``) the
+gateway holds a disabled :class:`Tracing` and every call is a constant-time no-op.
+
+Attributes (https://opentelemetry.io/docs/specs/semconv/gen-ai/gen-ai-spans/):
+``gen_ai.operation.name`` chat | embeddings, ``gen_ai.provider.name`` azure.ai.openai,
+``gen_ai.request.model``, ``gen_ai.response.model``, ``gen_ai.usage.input_tokens``,
+``gen_ai.usage.output_tokens``, ``gen_ai.response.finish_reasons``, ``server.address``/``port``, and the
+gateway's own ``gateway.tenant``, ``gateway.instance``, ``gateway.attempt``, ``gateway.limited``,
+``gateway.usage_source`` (reported | estimated). Prompt and completion text
+(``gen_ai.input.messages`` / ``gen_ai.output.messages``) only with ``Telemetry:CaptureContent``.
+The deprecated ``gen_ai.system`` (same value) and ``peer.service`` (the instance) are set too: the
+Azure Monitor exporter types the dependency ``GenAI | azure.ai.openai`` and targets it from them.
+It keeps ``error.type`` out of customDimensions, so a failed attempt also says ``gateway.error``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Literal
+from urllib.parse import urlsplit
+
+import orjson
+from opentelemetry import propagate, trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+
+from .._errors import GatewayError
+from .._values import ChatMessage, Completion
+
+PROVIDER = "azure.ai.openai"
+Operation = Literal["chat", "embeddings"]
+
+
+def tracing_active() -> bool:
+    """True when an OpenTelemetry SDK is installed as the global tracer provider."""
+    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+
+
+def inject_trace_context(headers: dict[str, str]) -> dict[str, str]:
+    """Add ``traceparent`` (and ``tracestate``) of the current span to outgoing ``headers``.
+
+    Does nothing without a valid current span, so it costs next to nothing when tracing is off.
+    """
+    if trace.get_current_span().get_span_context().is_valid:
+        propagate.inject(headers)
+    return headers
+
+
+class Attempt:
+    """The span of one upstream attempt. ``finish`` records the answer and ends it once."""
+
+    __slots__ = ("_capture", "_open", "_span")
+
+    def __init__(self, span: Span | None, capture_content: bool) -> None:
+        self._span = span
+        self._capture = capture_content
+        self._open = span is not None
+
+    def hand_over(self) -> None:
+        """Keep the span open after the attempt's block (a stream ends it in ``finish``)."""
+        self._open = False
+
+    def finish(self, completion: Completion, model: str = "", finish_reasons: Sequence[str] = ()) -> None:
+        span = self._span
+        if span is None:
+            return
+        self._span = None
+        usage = completion.usage
+        span.set_attribute("gen_ai.usage.input_tokens", usage.prompt_tokens)
+        span.set_attribute("gen_ai.usage.output_tokens", usage.completion_tokens)
+        span.set_attribute("gateway.usage_source", "reported" if completion.usage_reported else "estimated")
+        if model:
+            span.set_attribute("gen_ai.response.model", model)
+        if finish_reasons:
+            span.set_attribute("gen_ai.response.finish_reasons", tuple(finish_reasons))
+        if self._capture:
+            output = [{"role": "assistant", "parts": [{"type": "text", "content": completion.text}],
+                       "finish_reason": finish_reasons[0] if finish_reasons else "stop"}]
+            span.set_attribute("gen_ai.output.messages", orjson.dumps(output).decode())
+        span.end()
+
+    def fail(self, error: BaseException) -> None:
+        span = self._span
+        if span is None:
+            return
+        self._span = None
+        span.set_attributes({"error.type": type(error).__name__, "gateway.error": type(error).__name__})
+        detail = error.detail if isinstance(error, GatewayError) else ""  # safe: never keys
+        span.set_status(Status(StatusCode.ERROR, detail))
+        span.end()
+
+    def _exit(self) -> None:
+        if self._open and self._span is not None:
+            self._span.end()
+            self._span = None
+
+
+_NO_ATTEMPT = Attempt(None, False)
+
+
+class Tracing:
+    """What the gateway traces; ``Tracing()`` (disabled) when no SDK is configured."""
+
+    def __init__(self, tracer: trace.Tracer | None = None, *, capture_content: bool = False) -> None:
+        self._tracer = tracer
+        self._capture = capture_content
+
+    @property
+    def enabled(self) -> bool:
+        return self._tracer is not None
+
+    @contextmanager
+    def attempt(
+        self,
+        operation: Operation,
+        *,
+        tenant: str,
+        instance: str,
+        model: str,
+        endpoint: str,
+        attempt: int,
+        prompt: Sequence[ChatMessage] = (),
+    ) -> Iterator[Attempt]:
+        """A CLIENT span, current inside the block (the upstream request carries its traceparent).
+
+        An error raised in the block marks the span failed and ends it; otherwise it ends at the
+        end of the block unless :meth:`Attempt.hand_over` was called.
+        """
+        if self._tracer is None:
+            yield _NO_ATTEMPT
+            return
+        server = trace.get_current_span()
+        if server.is_recording():  # the host's request span: who was served, by which instance
+            server.set_attributes({"gateway.tenant": tenant, "gateway.instance": instance, "gateway.limited": False})
+        where = urlsplit(endpoint)
+        attributes: dict[str, str | int | bool] = {
+            "gen_ai.operation.name": operation,
+            "gen_ai.provider.name": PROVIDER,
+            "gen_ai.system": PROVIDER,  # deprecated name, still what Application Insights types by
+            "gen_ai.request.model": model,
+            "server.address": where.hostname or "",
+            "server.port": where.port or (443 if where.scheme == "https" else 80),
+            "peer.service": instance,  # the dependency's target: one node per instance on the map
+            "gateway.tenant": tenant,
+            "gateway.instance": instance,
+            "gateway.attempt": attempt,
+            "gateway.limited": False,
+        }
+        if self._capture and prompt:
+            attributes["gen_ai.input.messages"] = orjson.dumps(
+                [{"role": m.role, "parts": [{"type": "text", "content": m.content}]} for m in prompt]
+            ).decode()
+        span = self._tracer.start_span(f"{operation} {model}", kind=SpanKind.CLIENT, attributes=attributes)
+        handle = Attempt(span, self._capture)
+        with trace.use_span(span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
+            try:
+                yield handle
+            except BaseException as exc:
+                handle.fail(exc)
+                raise
+            finally:
+                handle._exit()
+
+    def limited(self, tenant: str) -> None:
+        """Mark the current (request) span: ``tenant`` was refused by its limits (``gateway.limited``)."""
+        span = trace.get_current_span()
+        if self._tracer is not None and span.is_recording():
+            span.set_attributes({"gateway.tenant": tenant, "gateway.limited": True})
