@@ -71,16 +71,16 @@ def bind(host: str, port: int) -> socket.socket:
 @asynccontextmanager
 async def running(settings: Settings, limits: RestHostSettings, *, log_level: str = "warning"
                   ) -> AsyncIterator[tuple[uvicorn.Server, asyncio.Task[None], int]]:
-    """Build and start the gateway, bind, and serve in the background; yields (server, task, port).
+    """Bind, build and start the gateway, and serve in the background; yields (server, task, port).
 
     Raises :class:`core.ConfigurationError` before serving when settings or the port are bad.
     """
+    sock = bind(limits.host, limits.port)  # first: a busy port is one error, before the gateway says anything
     provider = LazyGateway(settings)
-    await provider()  # build and start now: configuration errors surface here, as one error
     try:
-        sock = bind(limits.host, limits.port)
-    except ConfigurationError:
-        await provider.aclose()
+        await provider()  # build and start now: configuration errors surface here, as one error
+    except BaseException:
+        sock.close()
         raise
     server = uvicorn.Server(server_config(provider, limits, log_level=log_level))
     task = asyncio.create_task(server.serve(sockets=[sock]))

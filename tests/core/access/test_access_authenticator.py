@@ -36,13 +36,15 @@ def keys_gateway(keys: dict[str, tuple[str, str]], mode: str = "keys", **extra: 
 
 
 async def test_mode_none_keeps_the_c_sharp_order_and_warns(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="core.build"):
-        gw = gateway()
+    gw = gateway()
+    with caplog.at_level(logging.WARNING, logger="core.gateway"):
+        await gw.start()  # said when the host starts serving, so that a failed start stays one line
     assert "any caller can claim any tenant" in caplog.text
     assert await gw.authenticate(Credentials(tenant_query="Acme", tenant_header="other")) == "acme"
     assert await gw.authenticate(Credentials(tenant_header=" Initech ")) == "initech"
     with pytest.raises(InvalidRequest, match="no tenant given"):
         await gw.authenticate(Credentials())
+    await gw.aclose()
 
 
 async def test_keys_by_api_key_header_or_bearer_both_rotation_keys_work(keys) -> None:
