@@ -324,3 +324,32 @@ async def test_a_caller_leaving_mid_stream_closes_the_upstream_and_is_billed_for
         prompt, completion, total = await billed(stack, "alphaopenai", "contoso", "stream")
         assert prompt > 0 and 0 < completion < 40 and total == prompt + completion  # tiktoken: what was relayed
         await client.close()
+
+
+async def test_a_tenant_over_its_limit_gets_rate_limit_error_from_the_gateway_before_azure(tmp_path):
+    """Tenant limits apply to the pass-through: the SDK raises RateLimitError with Retry-After and
+    OpenAI's x-ratelimit-* headers, the refused request never reaches Azure, and tenant keys (the
+    caller's api-key) decide the tenant when Auth:Mode is keys."""
+    from auth_support import new_tenant_key
+
+    key, hashed = new_tenant_key("acme")
+    limits = {"Tenants": {"acme": {"RequestsPerMinute": 2}}, "WindowSeconds": 60}
+    async with gateway_stack(tmp_path, SIMS, **OVERRIDES, Limits=limits,
+                             Auth={"Mode": "keys", "Keys": {"acme": hashed}}) as stack:
+        client = openai.AsyncAzureOpenAI(azure_endpoint=stack.url, api_key=key, api_version=VERSION, max_retries=0)
+        for _ in range(2):
+            answer = await client.chat.completions.with_raw_response.create(
+                model=DEPLOYMENT, messages=[{"role": "user", "content": "Hi"}])
+            assert answer.headers["x-ratelimit-limit-requests"] == "2"
+        sent = stack.alpha.stats.requests + stack.beta.stats.requests
+        with pytest.raises(openai.RateLimitError) as refused:
+            await client.chat.completions.create(model=DEPLOYMENT, messages=[{"role": "user", "content": "Hi"}])
+        assert int(refused.value.response.headers["retry-after"]) >= 1
+        assert refused.value.response.headers["x-ratelimit-remaining-requests"] == "0"
+        assert "limit" in refused.value.message.lower()
+        assert stack.alpha.stats.requests + stack.beta.stats.requests == sent  # never reached Azure
+        with pytest.raises(openai.AuthenticationError):
+            await openai.AsyncAzureOpenAI(azure_endpoint=stack.url, api_key="not-a-tenant-key", api_version=VERSION,
+                                          max_retries=0).chat.completions.create(
+                model=DEPLOYMENT, messages=[{"role": "user", "content": "Hi"}])
+        await client.close()
