@@ -1,28 +1,32 @@
 """Settings: the C# sample's sections plus the gateway's own, from JSON, environment and Key Vault."""
 
+from ._base import display_name
 from ._models import (
     SECTIONS,
-    AuthSettings,
     AzureOpenAISettings,
     ChatCompletionsOptions,
     CircuitBreakerSettings,
     GatewaySettings,
     HistogramSettings,
-    JwtSettings,
-    LimitsSettings,
     PrometheusSettings,
     RemoteWriteSettings,
     ServiceSettings,
     Settings,
     StateStoreSettings,
     StorageConnectionSettings,
-    TelemetrySettings,
-    TenantLimitSettings,
-    display_name,
     validate_settings,
 )
 from ._port import SecretSource
 from ._sources import SecretSourceFactory, from_flat_keys, load_settings, merge
+from ._tenancy import (
+    AuthSettings,
+    JwtSettings,
+    LedgerSettings,
+    LimitsSettings,
+    PriceSettings,
+    TelemetrySettings,
+    TenantLimitSettings,
+)
 
 __all__ = [
     "SECTIONS",
@@ -33,7 +37,9 @@ __all__ = [
     "GatewaySettings",
     "HistogramSettings",
     "JwtSettings",
+    "LedgerSettings",
     "LimitsSettings",
+    "PriceSettings",
     "PrometheusSettings",
     "RemoteWriteSettings",
     "SecretSource",
