@@ -43,11 +43,8 @@ from jwt.algorithms import RSAAlgorithm
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
 
-from rest_overhead import BODY, DEPLOYMENT, KEY, lua_script, run_wrk  # noqa: E402
-
-from localrun.ports import free_port, wait_port  # noqa: E402
+from bench._harness import BODY, DEPLOYMENT, KEY, bench_config, free_port, lua_script, run_wrk, wait_port  # noqa: E402
 
 AUDIENCE = "api://bench-gateway"
 CONNECTIONS = 16
@@ -164,10 +161,7 @@ def main() -> int:
             pids: dict[str, int] = {}
             for mode, auth in modes.items():
                 port = free_port()
-                config = tmp / f"{mode}.json"
-                config.write_text(json.dumps({"Auth": auth, "AzureOpenAI": {"Services": {"BenchOpenAI": {
-                    "Endpoint": f"http://127.0.0.1:{sim_port}/", "ApiKey": KEY, "Deployment": DEPLOYMENT,
-                    "Model": DEPLOYMENT, "MaxResponseTokens": 100, "MaxRetries": 0}}}}))
+                config = bench_config(tmp, sim_port, f"{mode}.json", Auth=auth)
                 procs.append(subprocess.Popen([sys.executable, "-m", "http_api", "--config", str(config),
                                                "--port", str(port)], cwd=ROOT, stderr=subprocess.DEVNULL))
                 wait_port(port, procs[-1])

@@ -18,9 +18,7 @@ import argparse
 import asyncio
 import json
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,11 +29,8 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.rest_overhead import lua_script, run_wrk  # noqa: E402
-from localrun.ports import free_port, wait_port  # noqa: E402
+from bench._harness import DEPLOYMENT, KEY, Processes, bench_config, lua_script, run_wrk  # noqa: E402
 
-KEY = "bench-key"
-DEPLOYMENT = "gpt-35-turbo-16k"
 VERSION = "2024-10-21"
 CONVERSATION = [{"role": "system", "content": "You are a helpful, precise and friendly assistant."},
                 {"role": "user", "content": "Tell me about Milan"}]
@@ -88,43 +83,26 @@ def main() -> int:
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed: apt-get install wrk")
-    sim_port, gw_port = free_port(), free_port()
-    procs: list[subprocess.Popen[bytes]] = []
-    with tempfile.TemporaryDirectory() as tmpdir:
+    with tempfile.TemporaryDirectory() as tmpdir, Processes() as procs:
         tmp = Path(tmpdir)
-        config = tmp / "appsettings.json"
-        config.write_text(json.dumps({"AzureOpenAI": {"Services": {"BenchOpenAI": {
-            "Endpoint": f"http://127.0.0.1:{sim_port}/", "ApiKey": KEY, "Deployment": DEPLOYMENT,
-            "Model": DEPLOYMENT, "MaxResponseTokens": 100, "MaxRetries": 0}}}}))
-        try:
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "simulator", "--port", str(sim_port), "--api-key", KEY,
-                 "--zero-latency", "--log-level", "WARNING", "--deployment", DEPLOYMENT], cwd=ROOT))
-            wait_port(sim_port, procs[-1])
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "http_api", "--config", str(config), "--port", str(gw_port)], cwd=ROOT))
-            wait_port(gw_port, procs[-1])
-            body = json.dumps({"messages": CONVERSATION, "max_tokens": 100})
-            json_headers = {"Content-Type": "application/json"}
-            targets = {
-                "direct": (f"http://127.0.0.1:{sim_port}/openai/deployments/{DEPLOYMENT}/chat/completions"
-                           f"?api-version={VERSION}", lua_script(tmp, {"api-key": KEY, **json_headers}, body)),
-                "/openai/chat": (f"http://127.0.0.1:{gw_port}/openai/chat?tenant=bench",
-                                 lua_script(tmp, json_headers, json.dumps(CONVERSATION[1:]))),
-                "compat": (f"http://127.0.0.1:{gw_port}/openai/deployments/{DEPLOYMENT}/chat/completions"
-                           f"?api-version={VERSION}",
-                           lua_script(tmp, {"api-key": "caller", "X-Tenant": "bench", **json_headers}, body)),
-            }
-            for url, script in targets.values():
-                run_wrk(url, script, 4, 2)
-            rows = [(c, {name: run_wrk(url, script, c, args.duration) for name, (url, script) in targets.items()})
-                    for c in (1, 16)]
-            first = asyncio.run(ttft(sim_port, gw_port, args.streams))
-        finally:
-            for proc in procs:
-                proc.send_signal(signal.SIGTERM)
-            for proc in procs:
-                proc.wait(timeout=15)
+        sim_port = procs.simulator()
+        gw_port = procs.gateway(bench_config(tmp, sim_port))
+        body = json.dumps({"messages": CONVERSATION, "max_tokens": 100})
+        json_headers = {"Content-Type": "application/json"}
+        targets = {
+            "direct": (f"http://127.0.0.1:{sim_port}/openai/deployments/{DEPLOYMENT}/chat/completions"
+                       f"?api-version={VERSION}", lua_script(tmp, {"api-key": KEY, **json_headers}, body)),
+            "/openai/chat": (f"http://127.0.0.1:{gw_port}/openai/chat?tenant=bench",
+                             lua_script(tmp, json_headers, json.dumps(CONVERSATION[1:]))),
+            "compat": (f"http://127.0.0.1:{gw_port}/openai/deployments/{DEPLOYMENT}/chat/completions"
+                       f"?api-version={VERSION}",
+                       lua_script(tmp, {"api-key": "caller", "X-Tenant": "bench", **json_headers}, body)),
+        }
+        for url, script in targets.values():
+            run_wrk(url, script, 4, 2)
+        rows = [(c, {name: run_wrk(url, script, c, args.duration) for name, (url, script) in targets.items()})
+                for c in (1, 16)]
+        first = asyncio.run(ttft(sim_port, gw_port, args.streams))
     print(f"\n{'conc':>4} | {'target':<14} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} | {'vs direct':>9} "
           f"{'vs /openai/chat':>15} | errors")
     for connections, result in rows:

@@ -13,19 +13,14 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
 
-from rest_overhead import BODY, DEPLOYMENT, KEY, lua_script, run_wrk  # noqa: E402
-
-from localrun.ports import free_port, wait_port  # noqa: E402
+from bench._harness import BODY, Processes, bench_config, free_port, lua_script, run_wrk  # noqa: E402
 
 AZURITE = ROOT / ".cache" / "azurite" / "node_modules" / ".bin" / "azurite-table"
 DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
@@ -37,49 +32,28 @@ def main() -> int:
     args = parser.parse_args()
     if not shutil.which("wrk") or not AZURITE.exists():
         raise SystemExit("needs wrk and Azurite: run scripts/bootstrap.sh --dev")
-    procs: list[subprocess.Popen[bytes]] = []
-    with tempfile.TemporaryDirectory() as tmpdir:
+    with tempfile.TemporaryDirectory() as tmpdir, Processes() as procs:  # gateways stop first: last flush
         tmp = Path(tmpdir)
-        try:
-            sim_port, table_port = free_port(), free_port()
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "simulator", "--port", str(sim_port), "--api-key", KEY,
-                 "--zero-latency", "--log-level", "WARNING", "--deployment", DEPLOYMENT], cwd=ROOT))
-            wait_port(sim_port, procs[-1])
-            procs.append(subprocess.Popen(
-                [str(AZURITE), "--tableHost", "127.0.0.1", "--tablePort", str(table_port), "--location",
-                 str(tmp / "azurite"), "--disableTelemetry", "--silent"], cwd=ROOT))
-            wait_port(table_port, procs[-1])
-            storage = (f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={DEV_KEY};"
-                       f"TableEndpoint=http://127.0.0.1:{table_port}/devstoreaccount1;")
-            service = {"Endpoint": f"http://127.0.0.1:{sim_port}/", "ApiKey": KEY, "Deployment": DEPLOYMENT,
-                       "Model": DEPLOYMENT, "MaxResponseTokens": 100, "MaxRetries": 0}
-            variants = {
-                "off": {"Ledger": {"Enabled": False}},
-                "memory": {"Ledger": {"FlushSeconds": 1}},
-                "table": {"Ledger": {"FlushSeconds": 1}, "StateStore": {
-                    "Type": "table", "ConnectionString": storage, "LeaseSize": 64}},
-            }
-            urls = {}
-            for name, extra in variants.items():
-                config = tmp / f"{name}.json"
-                config.write_text(json.dumps({"AzureOpenAI": {"Services": {"BenchOpenAI": service}}, **extra}))
-                port = free_port()
-                procs.append(subprocess.Popen(
-                    [sys.executable, "-m", "http_api", "--config", str(config), "--port", str(port)], cwd=ROOT))
-                wait_port(port, procs[-1])
-                urls[name] = f"http://127.0.0.1:{port}/openai/chat?tenant=bench"
-            script = lua_script(tmp, {"Content-Type": "application/json"}, json.dumps(BODY))
-            for url in urls.values():
-                run_wrk(url, script, 4, 2)  # warm up
-            rps: dict[str, list[float]] = {name: [] for name in urls}
-            for _ in range(2):
-                for name, url in urls.items():
-                    rps[name].append(run_wrk(url, script, 16, args.duration)["rps"])
-        finally:
-            for proc in reversed(procs):  # gateways first: their last flush needs Azurite
-                proc.send_signal(signal.SIGTERM)
-                proc.wait(timeout=15)
+        sim_port, table_port = procs.simulator(), free_port()
+        procs.start([str(AZURITE), "--tableHost", "127.0.0.1", "--tablePort", str(table_port), "--location",
+                     str(tmp / "azurite"), "--disableTelemetry", "--silent"], table_port)
+        storage = (f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={DEV_KEY};"
+                   f"TableEndpoint=http://127.0.0.1:{table_port}/devstoreaccount1;")
+        variants = {
+            "off": {"Ledger": {"Enabled": False}},
+            "memory": {"Ledger": {"FlushSeconds": 1}},
+            "table": {"Ledger": {"FlushSeconds": 1},
+                      "StateStore": {"Type": "table", "ConnectionString": storage, "LeaseSize": 64}},
+        }
+        urls = {name: f"http://127.0.0.1:{procs.gateway(bench_config(tmp, sim_port, f'{name}.json', **extra))}"
+                      "/openai/chat?tenant=bench" for name, extra in variants.items()}
+        script = lua_script(tmp, {"Content-Type": "application/json"}, json.dumps(BODY))
+        for url in urls.values():
+            run_wrk(url, script, 4, 2)  # warm up
+        rps: dict[str, list[float]] = {name: [] for name in urls}
+        for _ in range(2):
+            for name, url in urls.items():
+                rps[name].append(run_wrk(url, script, 16, args.duration)["rps"])
     base = sum(rps["off"]) / 2
     print(f"\n{'ledger':>8} | {'req/s (two runs)':>18} | {'mean':>6} | vs off")
     for name, values in rps.items():

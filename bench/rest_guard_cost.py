@@ -16,9 +16,7 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -26,9 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from rest_overhead import BODY, DEPLOYMENT, KEY, lua_script, run_wrk  # noqa: E402
-
-from localrun.ports import free_port, wait_port  # noqa: E402
+from bench._harness import BODY, Processes, bench_config, free_port, lua_script, run_wrk  # noqa: E402
 
 PLAIN = ("import sys, uvicorn; from core import load_settings; from http_api import create_app; "
          "uvicorn.run(create_app(load_settings(json_path=sys.argv[1])), host='127.0.0.1', port=int(sys.argv[2]), "
@@ -48,46 +44,29 @@ def main() -> int:
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed: apt-get install wrk")
-    sim_port, on_port, off_port = free_port(), free_port(), free_port()
-    procs: list[subprocess.Popen[bytes]] = []
     results: dict[tuple[str, str], list[float]] = {}
     cpu: dict[tuple[str, str], list[float]] = {}  # server CPU microseconds per request
-    with tempfile.TemporaryDirectory() as tmpdir:
+    with tempfile.TemporaryDirectory() as tmpdir, Processes() as procs:
         tmp = Path(tmpdir)
-        config = tmp / "appsettings.json"
-        config.write_text(json.dumps({"AzureOpenAI": {"Services": {"BenchOpenAI": {
-            "Endpoint": f"http://127.0.0.1:{sim_port}/", "ApiKey": KEY, "Deployment": DEPLOYMENT,
-            "Model": DEPLOYMENT, "MaxResponseTokens": 100, "MaxRetries": 0}}}}))
-        try:
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "simulator", "--port", str(sim_port), "--api-key", KEY,
-                 "--zero-latency", "--log-level", "WARNING", "--deployment", DEPLOYMENT], cwd=ROOT))
-            wait_port(sim_port, procs[-1])
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "http_api", "--config", str(config), "--port", str(on_port)], cwd=ROOT))
-            procs.append(subprocess.Popen([sys.executable, "-c", PLAIN, str(config), str(off_port)], cwd=ROOT))
-            wait_port(on_port, procs[1], timeout=60)
-            wait_port(off_port, procs[2], timeout=60)
-            echo = lua_script(tmp, {}, "")
-            chat = lua_script(tmp, {"Content-Type": "application/json"}, json.dumps(BODY))
-            routes = {"echo": ("/openai/echo?tenant=bench&value=1", echo.with_name("get.lua")),
-                      "chat": ("/openai/chat?tenant=bench", chat)}
-            routes["echo"][1].write_text('wrk.method = "GET"\n')
-            for route, (path, script) in routes.items():
-                for port in (off_port, on_port):  # warm-up
-                    run_wrk(f"http://127.0.0.1:{port}{path}", script, 4, 2)
-                for _ in range(3):
-                    for mode, port, pid in (("off", off_port, procs[2].pid), ("on", on_port, procs[1].pid)):
-                        before = cpu_seconds(pid)
-                        rps = run_wrk(f"http://127.0.0.1:{port}{path}", script, args.connections, args.duration)["rps"]
-                        used = cpu_seconds(pid) - before
-                        results.setdefault((route, mode), []).append(rps)
-                        cpu.setdefault((route, mode), []).append(used * 1e6 / (rps * args.duration))
-        finally:
-            for proc in procs:
-                proc.send_signal(signal.SIGTERM)
-            for proc in procs:
-                proc.wait(timeout=15)
+        config = bench_config(tmp, procs.simulator())
+        on_port = procs.gateway(config)
+        on_pid, off_port = procs.started[-1].pid, free_port()
+        off_pid = procs.start([sys.executable, "-c", PLAIN, str(config), str(off_port)], off_port).pid
+        echo = lua_script(tmp, {}, "")
+        chat = lua_script(tmp, {"Content-Type": "application/json"}, json.dumps(BODY))
+        routes = {"echo": ("/openai/echo?tenant=bench&value=1", echo.with_name("get.lua")),
+                  "chat": ("/openai/chat?tenant=bench", chat)}
+        routes["echo"][1].write_text('wrk.method = "GET"\n')
+        for route, (path, script) in routes.items():
+            for port in (off_port, on_port):  # warm-up
+                run_wrk(f"http://127.0.0.1:{port}{path}", script, 4, 2)
+            for _ in range(3):
+                for mode, port, pid in (("off", off_port, off_pid), ("on", on_port, on_pid)):
+                    before = cpu_seconds(pid)
+                    rps = run_wrk(f"http://127.0.0.1:{port}{path}", script, args.connections, args.duration)["rps"]
+                    used = cpu_seconds(pid) - before
+                    results.setdefault((route, mode), []).append(rps)
+                    cpu.setdefault((route, mode), []).append(used * 1e6 / (rps * args.duration))
     print(f"\n{'route':6} | {'guards off rps':>22} | {'guards on rps':>22} | on/off | server CPU us/request off -> on")
     for route in ("echo", "chat"):
         off, on = results[(route, "off")], results[(route, "on")]

@@ -18,8 +18,6 @@ import gzip
 import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,12 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.rest_overhead import lua_script, run_wrk  # noqa: E402
-from localrun.ports import free_port, wait_port  # noqa: E402
+from bench._harness import BODY, Processes, bench_config, free_port, lua_script, run_wrk  # noqa: E402
 
-KEY = "bench-key"
-DEPLOYMENT = "gpt-35-turbo-16k"
-BODY = [{"role": "user", "content": "Tell me about Milan"}]
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 
@@ -74,49 +68,30 @@ def main() -> int:
         return 0
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed: apt-get install wrk")
-    sim_port, ingest_port, off_port, on_port = free_port(), free_port(), free_port(), free_port()
+    ingest_port = free_port()
     base_env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "APPLICATIONINSIGHTS_"))}
     on_env = {**base_env, "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true",
               "APPLICATIONINSIGHTS_CONTROLPLANE_DISABLED": "true",
               "APPLICATIONINSIGHTS_CONNECTION_STRING": "InstrumentationKey=00000000-0000-4000-8000-000000000000;"
                                                        f"IngestionEndpoint=http://127.0.0.1:{ingest_port}/"}
-    procs: list[subprocess.Popen[bytes]] = []
     rows = []
-    with tempfile.TemporaryDirectory() as tmpdir:
+    with tempfile.TemporaryDirectory() as tmpdir, Processes() as procs:
         tmp = Path(tmpdir)
-        config = tmp / "appsettings.json"
-        config.write_text(json.dumps({"AzureOpenAI": {"Services": {"BenchOpenAI": {
-            "Endpoint": f"http://127.0.0.1:{sim_port}/", "ApiKey": KEY, "Deployment": DEPLOYMENT,
-            "Model": DEPLOYMENT, "MaxResponseTokens": 100, "MaxRetries": 0}}}}))
-        try:
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "simulator", "--port", str(sim_port), "--api-key", KEY,
-                 "--zero-latency", "--log-level", "WARNING", "--deployment", DEPLOYMENT], cwd=ROOT))
-            wait_port(sim_port, procs[-1])
-            procs.append(subprocess.Popen([sys.executable, __file__, "--receiver", str(ingest_port)], cwd=ROOT))
-            wait_port(ingest_port, procs[-1])
-            for port, env in ((off_port, base_env), (on_port, on_env)):
-                procs.append(subprocess.Popen(
-                    [sys.executable, "-m", "http_api", "--config", str(config), "--port", str(port)],
-                    cwd=ROOT, env=env))
-                wait_port(port, procs[-1], timeout=60)
-            script = lua_script(tmp, {"Content-Type": "application/json", "traceparent": TRACEPARENT},
-                                json.dumps(BODY))
-            off = f"http://127.0.0.1:{off_port}/openai/chat?tenant=bench"
-            on = f"http://127.0.0.1:{on_port}/openai/chat?tenant=bench"
-            for url in (off, on):  # warm up both
-                run_wrk(url, script, 4, 2)
-            for connections in (1, 16):
-                rows.append((connections, run_wrk(off, script, connections, args.duration),
-                             run_wrk(on, script, connections, args.duration)))
-            time.sleep(3)  # the last batches
-            with urllib.request.urlopen(f"http://127.0.0.1:{ingest_port}/stats") as response:
-                received = json.loads(response.read())
-        finally:
-            for proc in procs:
-                proc.send_signal(signal.SIGTERM)
-            for proc in procs:
-                proc.wait(timeout=30)
+        config = bench_config(tmp, procs.simulator())
+        procs.start([sys.executable, __file__, "--receiver", str(ingest_port)], ingest_port)
+        off_port, on_port = procs.gateway(config, env=base_env), procs.gateway(config, env=on_env)
+        script = lua_script(tmp, {"Content-Type": "application/json", "traceparent": TRACEPARENT},
+                            json.dumps(BODY))
+        off = f"http://127.0.0.1:{off_port}/openai/chat?tenant=bench"
+        on = f"http://127.0.0.1:{on_port}/openai/chat?tenant=bench"
+        for url in (off, on):  # warm up both
+            run_wrk(url, script, 4, 2)
+        for connections in (1, 16):
+            rows.append((connections, run_wrk(off, script, connections, args.duration),
+                         run_wrk(on, script, connections, args.duration)))
+        time.sleep(3)  # the last batches
+        with urllib.request.urlopen(f"http://127.0.0.1:{ingest_port}/stats") as response:
+            received = json.loads(response.read())
     print(f"\n{'conc':>4} | {'off rps':>8} {'p50 ms':>7} {'p99 ms':>7} | {'on rps':>8} {'p50 ms':>7} {'p99 ms':>7} "
           f"| {'on/off':>6} | errors")
     for connections, off_r, on_r in rows:
