@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from ._errors import InvalidRequest, NotFound
+from ._errors import InvalidRequest, NotFound, UpstreamError
 from ._tokens import REPLY_PRIMING, TOKENS_PER_MESSAGE, count_text
 from ._values import Budget, Completion, Method, Usage
 from .config import Settings
@@ -180,20 +180,28 @@ class RelayResponse:
 class RelayedStream:
     """SSE bytes as they arrive. Always ``aclose()`` it; billed once however it ends.
 
-    When the upstream sent no usage (a broken stream), the prompt and the text seen are counted.
+    When the upstream sent no usage (a broken stream), the prompt and the text seen are counted; a
+    stream that breaks after its first byte is reported to ``on_break`` (the circuit breaker).
     """
 
     def __init__(self, instance: str, request: RelayRequest, upstream: RelayStream,
-                 on_finish: Callable[[Completion], None]) -> None:
+                 on_finish: Callable[[Completion], None],
+                 on_break: Callable[[UpstreamError], None] | None = None) -> None:
         self.instance = instance
         self.completion: Completion | None = None
         self._request = request
         self._upstream = upstream
         self._on_finish = on_finish
+        self._on_break = on_break
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for chunk in self._upstream:
-            yield chunk
+        try:
+            async for chunk in self._upstream:
+                yield chunk
+        except UpstreamError as exc:
+            if self._on_break is not None:
+                self._on_break(exc)
+            raise
         self._finish()
 
     async def aclose(self) -> None:

@@ -167,9 +167,10 @@ class Failover:
 
     def watch(self, name: str, stream: UpstreamStream) -> UpstreamStream:
         """``stream``, reporting a failure after the first byte (a stall, a drop) to the breaker."""
-        return _WatchedStream(stream, lambda exc: self._broke_mid_stream(name, exc))
+        return _WatchedStream(stream, lambda exc: self.broke_mid_stream(name, exc))
 
-    def _broke_mid_stream(self, name: str, exc: UpstreamError) -> None:
+    def broke_mid_stream(self, name: str, exc: UpstreamError) -> None:
+        """A stream of ``name`` failed after its first byte: counted, and a failure for the breaker."""
         reason = "timeout" if isinstance(exc, UpstreamTimeout) else "stream"
         self._metrics.upstream_failures.labels(name.lower(), reason).inc()
         if self._health.failed(name):

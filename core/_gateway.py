@@ -305,7 +305,8 @@ class Gateway:
                 finally:
                     await stream.aclose()
                 return RelayResponse(stream.status, stream.headers, name, body=body)
-            relayed = RelayedStream(name, request, stream, lambda done: self._bill(tenant, "stream", done, ticket))
+            relayed = RelayedStream(name, request, stream, lambda done: self._bill(tenant, "stream", done, ticket),
+                                    lambda exc: self._failover.broke_mid_stream(name, exc))
             return RelayResponse(stream.status, stream.headers, name, stream=relayed)
         reply = await relay.post(own, request.operation, request.body_for(own), api_version=api_version)
         if reply.status >= 300:

@@ -240,6 +240,8 @@ async def test_stream_cut_mid_way_ends_with_an_error_the_sdk_raises_and_bills_wh
             pass
     prompt, completion, total = await billed(stack, "alphaopenai", "contoso", "stream")
     assert prompt > 0 and completion > 0 and total == prompt + completion  # tiktoken's count of what came
+    samples = await stack.metrics()  # the break counts against the instance, as on /openai/stream
+    assert samples[("gateway_upstream_failures_total", (("openai_name", "alphaopenai"), ("reason", "stream")))] == 1
     await client.close()
 
 
