@@ -59,9 +59,9 @@ def build_gateway(
 ) -> Gateway:
     """Wire the gateway from settings. Instances without endpoint or credentials are skipped."""
     registry = registry if registry is not None else CollectorRegistry()
-    tokens = _entra_tokens()
-    factory = upstream_factory or _azure_upstreams(tokens)
-    relay = relay_factory or _aiohttp_relays(tokens)
+    chat_upstream, aiohttp_relay = _aiohttp_factories(_entra_tokens())
+    factory = upstream_factory or chat_upstream
+    relay = relay_factory or aiohttp_relay
     upstreams: dict[str, Upstream] = {}
     relays: dict[str, Relay] = {}
     for name, service in settings.azure_openai.services.items():
@@ -168,7 +168,7 @@ def _entra_tokens() -> Callable[[], TokenProvider]:
         if provider is None:
             from azure.identity.aio import DefaultAzureCredential, get_bearer_token_provider
 
-            from .upstream._azure_openai import COGNITIVE_SERVICES_SCOPE
+            from .upstream._session import COGNITIVE_SERVICES_SCOPE
 
             provider = get_bearer_token_provider(DefaultAzureCredential(), COGNITIVE_SERVICES_SCOPE)
         return provider
@@ -176,31 +176,28 @@ def _entra_tokens() -> Callable[[], TokenProvider]:
     return get
 
 
-def _azure_upstreams(tokens: Callable[[], TokenProvider]) -> UpstreamFactory:
-    """Upstreams on the openai SDK (the C# sample's routes)."""
-
-    def factory(name: str, service: ServiceSettings, settings: Settings) -> Upstream:
-        from .upstream._azure_openai import AzureOpenAIUpstream
-
-        provider = _bounded_token(name, tokens(), min(service.timeout_seconds, TOKEN_TIMEOUT_SECONDS)) \
-            if service.type == "azuread" else None
-        return AzureOpenAIUpstream(name, service, settings.chat_completions_options, token_provider=provider)
-
-    return factory
-
-
-def _aiohttp_relays(tokens: Callable[[], TokenProvider]) -> RelayFactory:
-    """The compatible API's relays: every instance on one shared aiohttp session."""
-    from .upstream._relay import AiohttpRelay, SharedSession
+def _aiohttp_factories(tokens: Callable[[], TokenProvider]) -> tuple[UpstreamFactory, RelayFactory]:
+    """Every instance on one shared aiohttp session (no SDK in the gateway process): the C# sample's
+    routes (``ChatUpstream``) and the compatible API's relays (``AiohttpRelay``)."""
+    from .upstream._chat import ChatUpstream
+    from .upstream._relay import AiohttpRelay
+    from .upstream._session import SharedSession
 
     session = SharedSession()
 
-    def factory(name: str, service: ServiceSettings) -> Relay:
-        provider = _bounded_token(name, tokens(), min(service.timeout_seconds, TOKEN_TIMEOUT_SECONDS)) \
-            if service.type == "azuread" else None
-        return AiohttpRelay(name, service, session, token_provider=provider)
+    def entra(name: str, service: ServiceSettings) -> TokenProvider | None:
+        if service.type != "azuread":
+            return None
+        return _bounded_token(name, tokens(), min(service.timeout_seconds, TOKEN_TIMEOUT_SECONDS))
 
-    return factory
+    def upstream(name: str, service: ServiceSettings, settings: Settings) -> Upstream:
+        return ChatUpstream(name, service, settings.chat_completions_options, session,
+                            token_provider=entra(name, service))
+
+    def relay(name: str, service: ServiceSettings) -> Relay:
+        return AiohttpRelay(name, service, session, token_provider=entra(name, service))
+
+    return upstream, relay
 
 
 def _bounded_token(name: str, provider: TokenProvider, seconds: float) -> TokenProvider:

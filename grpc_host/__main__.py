@@ -38,10 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    # The SDKs log every HTTP request at INFO (openai's transport; azure-core with all headers):
+    # azure-core (Table storage, Key Vault, Entra) logs every HTTP request at INFO, with all headers:
     # noise, and a cost on the hot path.
-    for noisy in ("httpx2", "azure"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("azure").setLevel(logging.WARNING)
     try:
         settings = load_settings(json_path=args.config or os.environ.get("GATEWAY_CONFIG") or None)
         host_settings = load_host_settings(

@@ -1,7 +1,7 @@
 """A real gateway for tests: two simulators (AlphaOpenAI, BetaOpenAI) behind the REST app on uvicorn.
 
 Everything runs on 127.0.0.1 with free ports in the test's event loop; the gateway calls the
-simulators through the real ``openai`` SDK over real HTTP.
+simulators through its own aiohttp upstream (``core/upstream/_chat.py``) over real HTTP.
 """
 
 from __future__ import annotations

@@ -1,15 +1,12 @@
 """Azure OpenAI reached byte for byte on one shared aiohttp session: the compatible API's path.
 
-No SDK objects per request: each instance prepares its credential header and its URLs once,
-bodies go out and come back as bytes, and usage is read from the JSON or the SSE events without
-building models. aiohttp's exceptions and Azure's error statuses are translated here into the
-gateway's tree, so the failover loop treats them as it treats the SDK path's:
+No SDK objects per request: each instance prepares its credential header (``_session.Instance``)
+and its URLs once, bodies go out and come back as bytes, and usage is read from the JSON or the SSE
+events without building models. aiohttp's exceptions and Azure's statuses are translated as in
+``_session``'s table, so the failover loop treats them as it treats the gateway's own routes; here:
 
-    429                    -> RateLimited (retry-after-ms, Retry-After seconds or date, x-ratelimit-reset-*)
-    503                    -> UpstreamUnavailable;  other 5xx, 408 -> UpstreamError
-    401 / 403 / 404        -> UpstreamMisconfigured (the gateway's key, role or Deployments map is wrong)
+    404                    -> UpstreamMisconfigured naming Deployments (that deployment, not the instance)
     other 4xx              -> returned as they are: the caller's request is wrong, no failover
-    refused / no connect   -> UpstreamUnavailable;  read timeout -> UpstreamTimeout
 """
 
 from __future__ import annotations
@@ -20,23 +17,13 @@ from collections.abc import AsyncIterator, Mapping
 from urllib.parse import quote
 
 import aiohttp
-import orjson
 from yarl import URL
 
-from .._errors import (
-    GatewayError,
-    RateLimited,
-    UpstreamError,
-    UpstreamMisconfigured,
-    UpstreamResponse,
-    UpstreamTimeout,
-    UpstreamUnavailable,
-)
+from .._errors import GatewayError, UpstreamMisconfigured, UpstreamResponse
 from .._values import Usage
 from ..config import ServiceSettings
-from ..telemetry import inject_trace_context, tracing_active
-from ._cooldown import cooldown_seconds
 from ._port import Operation, RelayReply, TokenProvider
+from ._session import MAX_ERROR_BODY, Instance, SharedSession, end_stream, loads_object, usage_of
 
 # Upstream headers a caller may see (everything else, e.g. cookies or Azure's internals, stays here).
 PASSED_HEADERS = frozenset({
@@ -46,26 +33,6 @@ PASSED_HEADERS = frozenset({
 _USAGE = re.compile(rb'"usage"\s*:\s*\{')
 _BOUNDARY = re.compile(rb"\r?\n\r?\n")
 MAX_CACHED_URLS = 256
-MAX_ERROR_BODY = 64 * 1024
-
-
-class SharedSession:
-    """One aiohttp session for every instance of a gateway, opened on first use (inside the loop)."""
-
-    def __init__(self, *, connection_limit: int = 512) -> None:
-        self._limit = connection_limit
-        self._session: aiohttp.ClientSession | None = None
-
-    def get(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=self._limit, ttl_dns_cache=300)
-            self._session = aiohttp.ClientSession(connector=connector, raise_for_status=False)
-        return self._session
-
-    async def aclose(self) -> None:
-        if self._session is not None:
-            session, self._session = self._session, None
-            await session.close()
 
 
 class AiohttpRelay:
@@ -77,30 +44,17 @@ class AiohttpRelay:
     ) -> None:
         self.name = name
         self._settings = settings
-        self._session = session
-        self._tokens = token_provider if settings.type == "azuread" else None
-        self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        if self._tokens is None:
-            self._headers["api-key"] = settings.api_key.get_secret_value()
+        self._instance = Instance(name, settings, session, token_provider)
         self._base = settings.endpoint.rstrip("/") + "/openai/deployments/"
         self._responses = URL(settings.endpoint.rstrip("/") + "/openai/v1/responses", encoded=True)
         self._urls: dict[tuple[str, str, str], URL] = {}
-        seconds = settings.timeout_seconds
-        self._timeout = aiohttp.ClientTimeout(total=seconds, sock_connect=min(10.0, seconds))
-        self._stream_timeout = aiohttp.ClientTimeout(total=None, sock_connect=min(10.0, seconds),
-                                                     sock_read=seconds)
-        self._where = f"Azure OpenAI instance '{name}'"
 
     async def post(
         self, deployment: str, operation: Operation, body: bytes, *, api_version: str | None
     ) -> RelayReply:
-        response = await self._send(self._url(deployment, operation, api_version), body, self._timeout)
-        try:
-            data = await response.read()
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise self._translate(exc) from None
-        finally:
-            response.release()
+        instance = self._instance
+        response = await self._send(self._url(deployment, operation, api_version), body, instance.timeout)
+        data = await instance.read(response)
         usage = json_usage(data) if response.status < 300 else None
         return RelayReply(response.status, passed_headers(response.headers), data, usage)
 
@@ -109,11 +63,11 @@ class AiohttpRelay:
         keep_usage_event: bool,
     ) -> SseRelayStream:
         url = self._url(deployment, operation, api_version)
-        response = await self._send(url, body, self._stream_timeout)
-        return SseRelayStream(self._where, response, keep_usage_event=keep_usage_event)
+        response = await self._send(url, body, self._instance.stream_timeout)
+        return SseRelayStream(self._instance, response, keep_usage_event=keep_usage_event)
 
     async def aclose(self) -> None:
-        await self._session.aclose()
+        await self._instance.session.aclose()
 
     def _url(self, deployment: str, operation: Operation, api_version: str | None) -> URL:
         if operation == "responses":  # the v1 API: no api-version, the deployment is the body's model
@@ -131,57 +85,25 @@ class AiohttpRelay:
     async def _send(self, url: URL, body: bytes, limits: aiohttp.ClientTimeout) -> aiohttp.ClientResponse:
         """The response (2xx, or a 4xx that is the caller's); one attempt: the gateway's failover
         (``core._failover``) owns retries, across instances."""
-        try:
-            headers = self._headers
-            if self._tokens is not None:
-                headers = {**headers, "Authorization": f"Bearer {await self._tokens()}"}
-            if tracing_active():  # the caller's trace goes on to Azure OpenAI (W3C traceparent)
-                headers = inject_trace_context(dict(headers))
-            response = await self._session.get().post(url, data=body, headers=headers, timeout=limits)
-            failure = await self._failure(response)
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            failure = self._translate(exc)
-        if failure is not None:
-            raise failure
-        return response
-
-    async def _failure(self, response: aiohttp.ClientResponse) -> GatewayError | None:
-        """None for 2xx and the caller's own 4xx; else the error (the body read and kept)."""
+        instance = self._instance
+        response = await instance.post(url, body, limits)
         status = response.status
         if status < 400 or (status < 500 and status not in (401, 403, 404, 408, 429)):
-            return None
-        try:
-            body = await response.content.read(MAX_ERROR_BODY)
-        finally:
-            response.release()
-        headers = passed_headers(response.headers)
-        error: GatewayError
-        key = f"AzureOpenAI:Services:{self.name}"
-        if status == 429:
-            error = RateLimited(f"{self._where} is rate limited; retry later", retry_after_seconds(response.headers))
-        elif status in (401, 403):
-            return UpstreamMisconfigured(
-                f"{self._where} rejected the gateway's credentials ({status}); check {key}:ApiKey "
-                "(Type azure) or the identity's 'Cognitive Services OpenAI User' role (Type azuread)",
-                instance=self.name, setting=f"{key}:ApiKey")
-        elif status == 404:
+            return response
+        raise self._failure(status, response.headers, await instance.read(response, limit=MAX_ERROR_BODY))
+
+    def _failure(self, status: int, headers: Mapping[str, str], body: bytes) -> GatewayError:
+        """The error, with Azure's answer kept for the caller unless it is about the gateway's credentials."""
+        key = self._instance.key
+        if status == 404:
             # One deployment missing on one instance: that deployment's setting, not the whole instance.
             return UpstreamMisconfigured(
-                f"{self._where} has no such deployment; check {key}:Deployment, {key}:Deployments and {key}:Version",
-                instance=self.name, setting=f"{key}:Deployments", instance_fault=False)
-        elif status == 503:
-            error = UpstreamUnavailable(f"{self._where} is unavailable (503)", retry_after_seconds(response.headers))
-        else:
-            error = UpstreamError(f"{self._where} failed with status {status}")
-        error.upstream_response = UpstreamResponse(status, headers, body)
+                f"{self._instance.where} has no such deployment; check {key}:Deployment, {key}:Deployments "
+                f"and {key}:Version", instance=self.name, setting=f"{key}:Deployments", instance_fault=False)
+        error = self._instance.status_error(status, headers)
+        if not isinstance(error, UpstreamMisconfigured):  # never shown: the caller's key was not the problem
+            error.upstream_response = UpstreamResponse(status, passed_headers(headers), body)
         return error
-
-    def _translate(self, exc: BaseException) -> GatewayError:
-        if isinstance(exc, aiohttp.ConnectionTimeoutError | aiohttp.ClientConnectorError):
-            return UpstreamUnavailable(f"{self._where} is unreachable")
-        if isinstance(exc, TimeoutError):
-            return UpstreamTimeout(f"{self._where} did not answer in time")
-        return UpstreamUnavailable(f"{self._where} dropped the connection ({type(exc).__name__})")
 
 
 class SseRelayStream:
@@ -193,11 +115,11 @@ class SseRelayStream:
     (the caller's 4xx) is yielded whole.
     """
 
-    def __init__(self, where: str, response: aiohttp.ClientResponse, *, keep_usage_event: bool) -> None:
+    def __init__(self, instance: Instance, response: aiohttp.ClientResponse, *, keep_usage_event: bool) -> None:
         self.status = response.status
         self.headers = passed_headers(response.headers)
         self.usage: Usage | None = None
-        self._where = where
+        self._instance = instance
         self._response = response
         self._keep = keep_usage_event
         self._seen: list[bytes] = []
@@ -217,10 +139,8 @@ class SseRelayStream:
                     ready = self._take_usage(ready)
                 if ready:
                     yield ready
-        except (aiohttp.ClientError, OSError) as exc:
-            raise UpstreamUnavailable(f"{self._where} dropped the stream ({type(exc).__name__})") from None
-        except TimeoutError:
-            raise UpstreamTimeout(f"{self._where} stopped sending the stream") from None
+        except (aiohttp.ClientError, OSError) as exc:  # TimeoutError (no data for too long) is an OSError
+            raise self._instance.stream_error(exc) from None
         self._complete = True
         if buffer:
             self._seen.append(buffer)
@@ -231,13 +151,8 @@ class SseRelayStream:
         parts: list[str] = []
         for event in _BOUNDARY.split(b"".join(self._seen)):
             payload = _data(event)
-            if payload is None or not payload.startswith(b"{"):
-                continue
-            try:
-                chunk = orjson.loads(payload)
-            except orjson.JSONDecodeError:
-                continue
-            if not isinstance(chunk, dict):
+            chunk = loads_object(payload) if payload is not None and payload.startswith(b"{") else None
+            if chunk is None:
                 continue
             if chunk.get("type") == "response.output_text.delta" and isinstance(chunk.get("delta"), str):
                 parts.append(chunk["delta"])  # the Responses API
@@ -248,12 +163,7 @@ class SseRelayStream:
         return "".join(parts)
 
     async def aclose(self) -> None:
-        """Back to the pool when read to the end; else the connection is closed, which stops Azure
-        generating a completion nobody reads."""
-        if self._complete:
-            self._response.release()
-        else:
-            self._response.close()
+        end_stream(self._response, read_to_the_end=self._complete)
 
     def _take_usage(self, ready: bytes) -> bytes:
         """Read the usage event(s) in ``ready``; only those events are looked at, never the others."""
@@ -263,7 +173,7 @@ class SseRelayStream:
             boundary = _BOUNDARY.search(ready, match.end())
             end = boundary.end() if boundary is not None else len(ready)
             payload = _data(ready[start:end])
-            chunk = _loads(payload) if payload is not None else None
+            chunk = loads_object(payload) if payload is not None else None
             usage = _event_usage(chunk) if chunk is not None else None
             if usage is not None and chunk is not None:
                 self.usage = usage
@@ -280,11 +190,6 @@ def passed_headers(headers: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
                  k.lower().startswith("x-ratelimit-"))
 
 
-def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
-    """retry-after-ms, Retry-After (seconds or HTTP date), else x-ratelimit-reset-* (one parser for every path)."""
-    return cooldown_seconds(headers.get)
-
-
 def json_usage(body: bytes) -> Usage | None:
     """The ``usage`` of a JSON answer, parsed from its own object (not the whole, maybe large, body)."""
     match = next(iter(deque(_USAGE.finditer(body), maxlen=1)), None)  # the last one
@@ -295,36 +200,17 @@ def json_usage(body: bytes) -> Usage | None:
         end = body.find(b"}", end + 1 if end > start else start)
         if end < 0:
             return None
-        found = _loads(body[start:end + 1])
+        found = loads_object(body[start:end + 1])
         if found is not None:
-            return _usage(found)
-    parsed = _loads(body)
-    return _usage(parsed.get("usage")) if parsed is not None else None
-
-
-def _usage(value: object) -> Usage | None:
-    """Chat / embeddings usage (prompt_tokens, completion_tokens) or the Responses API's (input, output)."""
-    if not isinstance(value, dict):
-        return None
-    for prompt_key, completion_key in (("prompt_tokens", "completion_tokens"), ("input_tokens", "output_tokens")):
-        if isinstance(value.get(prompt_key), int):
-            completion = value.get(completion_key)
-            return Usage(value[prompt_key], completion if isinstance(completion, int) else 0)
-    return None
+            return usage_of(found)
+    parsed = loads_object(body)
+    return usage_of(parsed.get("usage")) if parsed is not None else None
 
 
 def _event_usage(chunk: dict[str, object]) -> Usage | None:
     """A chat chunk's ``usage``, or a Responses ``response.completed`` event's ``response.usage``."""
     response = chunk.get("response")
-    return _usage(chunk.get("usage")) or (_usage(response.get("usage")) if isinstance(response, dict) else None)
-
-
-def _loads(raw: bytes) -> dict[str, object] | None:
-    try:
-        value = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return None
-    return value if isinstance(value, dict) else None
+    return usage_of(chunk.get("usage")) or (usage_of(response.get("usage")) if isinstance(response, dict) else None)
 
 
 def _data(event: bytes) -> bytes | None:

@@ -1,4 +1,4 @@
-"""Failover through the real stack: two simulators behind the REST app, the real openai SDK.
+"""Failover through the real stack: two simulators behind the REST app over real HTTP.
 
 Each test is one "Done when" scenario of issue 12. Times are small (cool-downs of a second,
 timeouts of a fraction) so the suite stays fast; the figures printed with ``-s`` (requests

@@ -1,6 +1,6 @@
 """The gateway through its upstream seam: fake instances that implement ``core.upstream.Upstream``.
 
-Fast and in-process; the same behaviour over real HTTP and the openai SDK is covered by
+Fast and in-process; the same behaviour over real HTTP through the aiohttp upstream is covered by
 tests/http_api and tests/grpc_host against the simulator.
 """
 

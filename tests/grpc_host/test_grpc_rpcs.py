@@ -1,4 +1,4 @@
-"""The three RPCs through the real host, backed by the simulator behind the real openai SDK."""
+"""The three RPCs through the real host, backed by the simulator over real HTTP."""
 
 from __future__ import annotations
 

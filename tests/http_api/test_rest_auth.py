@@ -1,5 +1,5 @@
 """Authenticated tenants over real HTTP: the REST app on uvicorn, a real local token issuer (JWKS),
-the simulators behind the openai SDK. Nobody acts or is billed as another tenant."""
+the simulators over real HTTP. Nobody acts or is billed as another tenant."""
 
 from __future__ import annotations
 

@@ -14,7 +14,8 @@ from aiohttp import web
 
 from core import RateLimited, UpstreamError, UpstreamMisconfigured, UpstreamTimeout, UpstreamUnavailable
 from core.config import ServiceSettings
-from core.upstream._relay import AiohttpRelay, SharedSession, json_usage, retry_after_seconds
+from core.upstream._relay import AiohttpRelay, json_usage
+from core.upstream._session import SharedSession, retry_after_seconds
 
 EVENTS = [
     b'data: {"choices":[],"prompt_filter_results":[]}\n\n',
