@@ -12,7 +12,8 @@ memory) and the gRPC host on the "off" settings, all on the fake upstream. Then:
 2. time to first token at concurrency 1, interleaved request by request: direct, floor,
    ``/openai/stream`` and the compatible API streaming;
 3. ``/openai/chat`` with jwt + limits + ledger on vs off, alternating runs at concurrency 16;
-4. the "on" gateway's RSS sampled while it serves 100k ``/openai/chat`` requests.
+4. the "on" gateway's RSS sampled while it serves 100k requests, ``/openai/chat`` and the
+   compatible API in turn (the two relay paths, with jwt + limits + ledger).
 
 Prints one table and writes it as JSON (``--json``). About 4 minutes; ``--quick`` about a minute.
 
@@ -54,7 +55,7 @@ class Plan:
 
     @classmethod
     def of(cls, quick: bool) -> Plan:
-        return cls(1, 1, 1, 10, 3_000) if quick else cls(5, 3, 2, 200, 100_000)
+        return cls(1, 1, 1, 10, 3_000) if quick else cls(4, 2, 2, 100, 100_000)
 
 
 @dataclass(frozen=True)
@@ -143,12 +144,28 @@ def features(plan: Plan, table: list[Route]) -> dict[str, Any]:
             "rounds": plan.rounds}
 
 
-def rss(plan: Plan, route: Route, pid: int) -> dict[str, Any]:
+def rotation(tmp: Path, port: int, bearer: dict[str, str]) -> tuple[str, Path]:
+    """A wrk script sending ``/openai/chat`` and the compatible API's chat in turn; (url, script)."""
+    headers = {**bearer, "Content-Type": "application/json"}
+    compat_path = f"/openai/deployments/{DEPLOYMENT}/chat/completions?api-version={VERSION}"
+    requests = [("/openai/chat", json.dumps(BODY)), (compat_path, json.dumps(AZURE_BODY))]
+    table = "{" + ", ".join(f"[{json.dumps(k)}] = {json.dumps(v)}" for k, v in headers.items()) + "}"
+    lines = ["local requests = {}", "init = function(args)"]  # after wrk's own init: the Host header is set
+    lines += [f'  requests[{i + 1}] = wrk.format("POST", {json.dumps(path)}, {table}, {json.dumps(body)})'
+              for i, (path, body) in enumerate(requests)]
+    lines += ["end", "local turn = 0", "request = function()", f"  turn = turn % {len(requests)} + 1",
+              "  return requests[turn]", "end"]
+    script = tmp / "rotation.lua"
+    script.write_text("\n".join(lines) + "\n")
+    return f"http://127.0.0.1:{port}/", script
+
+
+def rss(plan: Plan, target: tuple[str, Path], pid: int) -> dict[str, Any]:
     """RSS of the gateway sampled between wrk runs until it has served ``plan.rss_requests``."""
     chunk = max(1, plan.c16_seconds)
     served, errors, samples = 0, 0.0, []
     while served < plan.rss_requests:
-        result = run_wrk(route.url, route.script, 16, chunk)
+        result = run_wrk(*target, 16, chunk)
         served += int(result["requests"])
         errors += result["errors"] + result["socket_errors"]
         samples.append((served, rss_mb(pid)))
@@ -227,7 +244,7 @@ def main() -> int:
         results = load(plan, table, ports["grpc"])
         first = ttft(plan, ports)
         feature = features(plan, table)
-        memory = rss(plan, table[4], on_pid)
+        memory = rss(plan, rotation(tmp, ports["on"], bearer), on_pid)
     data = {"quick": args.quick, "seconds": round(time.monotonic() - started),
             "load_average": Path("/proc/loadavg").read_text().split()[:3],
             "rows": report(results, {r.name: r.baseline for r in table}), "ttft": first, "features": feature,
