@@ -59,9 +59,11 @@ class Processes:
                 proc.wait(timeout=5)
 
     def start(self, args: list[str], port: int | None = None, *, env: Mapping[str, str] | None = None,
-              timeout: float = 60.0) -> subprocess.Popen[bytes]:
-        """Start ``args`` in the repository; wait until ``port`` (if any) accepts connections."""
-        proc = subprocess.Popen(args, cwd=ROOT, env=dict(env) if env is not None else None)
+              timeout: float = 60.0, quiet: bool = False) -> subprocess.Popen[bytes]:
+        """Start ``args`` in the repository; wait until ``port`` (if any) accepts connections.
+        ``quiet``: its output goes nowhere (an access log, say)."""
+        sink = subprocess.DEVNULL if quiet else None
+        proc = subprocess.Popen(args, cwd=ROOT, env=dict(env) if env is not None else None, stdout=sink, stderr=sink)
         self.started.append(proc)
         if port is not None:
             wait_port(port, proc, timeout=timeout)
@@ -78,6 +80,26 @@ class Processes:
         """``python -m http_api`` with ``config``; its port."""
         port = port or free_port()
         self.start([sys.executable, "-m", "http_api", "--config", str(config), "--port", str(port)], port, env=env)
+        return port
+
+    def grpc_gateway(self, config: Path) -> int:
+        """``python -m grpc_host`` with ``config`` (metrics on a port of its own); its port."""
+        port, metrics = free_port(), free_port()
+        self.start([sys.executable, "-m", "grpc_host", "--config", str(config), "--port", str(port),
+                    "--metrics-port", str(metrics), "--log-level", "WARNING"], port)
+        return port
+
+    def fake_upstream(self) -> int:
+        """bench/fake_upstream.py: one canned answer per request, far cheaper than the simulator."""
+        port = free_port()
+        self.start([sys.executable, str(ROOT / "bench" / "fake_upstream.py"), "--port", str(port)], port)
+        return port
+
+    def floor(self, upstream_port: int) -> int:
+        """bench/floor.py, the minimal relay, in front of ``upstream_port``; its port."""
+        port = free_port()
+        self.start([sys.executable, str(ROOT / "bench" / "floor.py"), "--port", str(port),
+                    "--upstream", f"http://127.0.0.1:{upstream_port}"], port)
         return port
 
 
@@ -97,8 +119,11 @@ def run_wrk(url: str, script: Path, connections: int, duration: int) -> dict[str
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     lat = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", out, re.M))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sockets = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     return {"rps": rps, "p50": to_ms(lat["50"]), "p99": to_ms(lat["99"]),
-            "errors": float(errors.group(1)) if errors else 0.0}
+            "errors": float(errors.group(1)) if errors else 0.0,
+            "socket_errors": float(sum(map(int, sockets.groups()))) if sockets else 0.0,
+            "requests": float(re.search(r"(\d+) requests in", out).group(1))}  # type: ignore[union-attr]
 
 
 def to_ms(value: str) -> float:

@@ -28,15 +28,17 @@ log = logging.getLogger("http_api")
 CUTOFF_ROUTE = "connection"  # gateway_requests_total{route="connection"}: cut off before routing
 
 
-def server_config(provider: LazyGateway, limits: RestHostSettings, *, log_level: str = "warning") -> uvicorn.Config:
-    """uvicorn's config for the app over ``provider`` with the ``RestHost:*`` limits."""
+def server_config(provider: LazyGateway, limits: RestHostSettings, *, log_level: str = "warning",
+                  hot_routes: bool = True) -> uvicorn.Config:
+    """uvicorn's config for the app over ``provider`` with the ``RestHost:*`` limits (``hot_routes``:
+    see :func:`create_app`)."""
 
     def on_cutoff(status: int, seconds: float) -> None:
         gateway = provider.built
         if gateway is not None:
             gateway.observe_request(CUTOFF_ROUTE, status, seconds)
 
-    app = BodyGuard(create_app(provider=provider), limits)
+    app = BodyGuard(create_app(provider=provider, hot_routes=hot_routes), limits)
     uvicorn_log = logging.getLogger("uvicorn.error")
     uvicorn_log.addFilter(quiet_stream_aborts)
     uvicorn_log.addFilter(_one_line_per_upgrade)
@@ -69,8 +71,8 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 @asynccontextmanager
-async def running(settings: Settings, limits: RestHostSettings, *, log_level: str = "warning"
-                  ) -> AsyncIterator[tuple[uvicorn.Server, asyncio.Task[None], int]]:
+async def running(settings: Settings, limits: RestHostSettings, *, log_level: str = "warning",
+                  hot_routes: bool = True) -> AsyncIterator[tuple[uvicorn.Server, asyncio.Task[None], int]]:
     """Bind, build and start the gateway, and serve in the background; yields (server, task, port).
 
     Raises :class:`core.ConfigurationError` before serving when settings or the port are bad.
@@ -82,7 +84,7 @@ async def running(settings: Settings, limits: RestHostSettings, *, log_level: st
     except BaseException:
         sock.close()
         raise
-    server = uvicorn.Server(server_config(provider, limits, log_level=log_level))
+    server = uvicorn.Server(server_config(provider, limits, log_level=log_level, hot_routes=hot_routes))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         yield server, task, int(sock.getsockname()[1])
@@ -93,9 +95,10 @@ async def running(settings: Settings, limits: RestHostSettings, *, log_level: st
         await provider.aclose()
 
 
-async def serve(settings: Settings, limits: RestHostSettings, *, log_level: str = "warning") -> int:
+async def serve(settings: Settings, limits: RestHostSettings, *, log_level: str = "warning",
+                hot_routes: bool = True) -> int:
     """Serve until SIGINT/SIGTERM (uvicorn's handlers); the exit code."""
-    async with running(settings, limits, log_level=log_level) as (server, task, port):
+    async with running(settings, limits, log_level=log_level, hot_routes=hot_routes) as (server, task, port):
         log.info("REST gateway listening on http://%s:%d", limits.host, port)
         await task
         return 0 if server.started else 1

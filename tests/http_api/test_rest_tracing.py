@@ -172,3 +172,31 @@ async def test_the_callers_sampling_decision_is_followed(traced: Traced) -> None
     assert ing.requests(dropped_id) == [] and ing.dependencies(dropped_id) == []
     [sent] = [t for t in traced.alpha.stats.traceparents if t.split("-")[1] == dropped_id]
     assert sent.endswith("-00")
+
+
+async def test_hot_routes_make_the_same_request_span_as_every_other_route(traced: Traced) -> None:
+    """/openai/chat and the compatible API skip FastAPI's router (http_api/_hot.py) but their request
+    telemetry is FastAPI's own: named after the route template, in the caller's trace, with its status."""
+    calls = {
+        "POST /openai/chat": ("POST", "/openai/chat?tenant=contoso", BODY),
+        "POST /openai/deployments/{deployment}/chat/completions": (
+            "POST", "/openai/deployments/gpt-35-turbo-16k/chat/completions?api-version=2024-10-21",
+            {"messages": BODY, "max_tokens": 20}),
+        "GET /openai/echo": ("GET", "/openai/echo?tenant=contoso&value=7", None),  # FastAPI's router
+    }
+    traces = {}
+    for name, (method, path, body) in calls.items():
+        header, trace_id = traceparent()
+        headers = {"traceparent": header, "X-Tenant": "contoso"}
+        response = await traced.client.request(method, path, json=body, headers=headers)
+        assert response.status_code == 200, response.text
+        traces[name] = (header, trace_id)
+    ing = traced.ingestion
+    await ing.wait_for(lambda: all(ing.requests(trace_id) for _, trace_id in traces.values()))
+    for name, (header, trace_id) in traces.items():
+        [request] = ing.requests(trace_id)
+        assert request["name"] == name
+        assert request["responseCode"] == "200" and request["success"] is True
+        assert request["tags"]["ai.operation.parentId"] == header.split("-")[2]
+    [chat] = ing.requests(traces["POST /openai/chat"][1])
+    assert props(chat)["gateway.tenant"] == "contoso"  # the gateway's attributes land on that same span

@@ -1,0 +1,83 @@
+"""The hot routes' dispatch in front of FastAPI's machinery (docs/rest-server.md).
+
+``POST`` to ``/openai/chat``, ``/openai/stream`` and the compatible API's routes goes straight to
+the shared handlers (the very ones ``function_app.py`` registers): a dict or one regex instead of
+FastAPI's router, dependency solving, exit stacks and exception middleware. Everything else (other
+methods on these paths, docs, OpenAPI, admin, metrics, health, 404s) is FastAPI's, which also still
+declares the hot routes, so the OpenAPI document lists them.
+
+The handlers take a Starlette ``Request`` and return a ``Response`` either way, so answers, headers,
+problem+json errors, body limits, streaming and metrics are the same code. With a tracer provider
+installed, FastAPI's own telemetry (the app's) wraps the dispatch: the same SERVER span, continuing
+the caller's ``traceparent``, named after the route; without one, nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.telemetry._api import _route_selected
+
+from ._compat import CompatHandlers
+from ._handlers import RestHandlers
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+Handler = Callable[[Request], Awaitable[Response]]
+
+_BY_DEPLOYMENT = re.compile(r"^/openai/deployments/([^/]+)/(chat/completions|embeddings)$")
+
+
+class HotRoutes:
+    """Which handler serves a hot route, and serving it; :class:`http_api.app.GatewayApp` asks first."""
+
+    def __init__(self, app: FastAPI, rest: RestHandlers, compat: CompatHandlers) -> None:
+        self.exact: dict[str, tuple[Handler, str]] = {
+            "/openai/chat": (rest.chat, "/openai/chat"),
+            "/openai/stream": (rest.stream, "/openai/stream"),
+            "/openai/v1/chat/completions": (compat.v1_chat, "/openai/v1/chat/completions"),
+            "/openai/v1/embeddings": (compat.v1_embeddings, "/openai/v1/embeddings"),
+            "/openai/v1/responses": (compat.responses, "/openai/v1/responses"),
+            "/openai/responses": (compat.responses, "/openai/responses"),
+        }
+        self.by_deployment: dict[str, tuple[Handler, str]] = {
+            "chat/completions": (compat.deployment_chat, "/openai/deployments/{deployment}/chat/completions"),
+            "embeddings": (compat.deployment_embeddings, "/openai/deployments/{deployment}/embeddings"),
+        }
+        self.app = app
+        self.telemetry = app._native_telemetry  # FastAPI's request spans, reused as they are
+
+    def match(self, scope: Scope) -> tuple[Handler, str] | None:
+        """(handler, route template) for a hot ``POST``; None for everything FastAPI serves."""
+        if scope["type"] != "http" or scope["method"] != "POST":
+            return None
+        path: str = scope["path"]
+        hot = self.exact.get(path)
+        if hot is None and path.startswith("/openai/deployments/"):
+            found = _BY_DEPLOYMENT.match(path)
+            if found is not None:
+                hot = self.by_deployment[found.group(2)]
+                scope["path_params"] = {"deployment": found.group(1)}
+        return hot
+
+    async def serve(self, hot: tuple[Handler, str], scope: Scope, receive: Receive, send: Send) -> None:
+        scope["app"] = self.app
+        handler, route = hot
+        if not self.telemetry.enabled():
+            await _serve(handler, scope, receive, send)
+            return
+
+        async def traced(scope: Scope, receive: Receive, send: Send) -> None:
+            _route_selected(scope=scope, path=route)  # the span's name and http.route, as FastAPI's router sets them
+            await _serve(handler, scope, receive, send)
+
+        await self.telemetry(app=traced, scope=scope, receive=receive, send=send)
+
+
+async def _serve(handler: Handler, scope: Scope, receive: Receive, send: Send) -> None:
+    response = await handler(Request(scope, receive))  # type: ignore[arg-type]
+    await response(scope, receive, send)  # type: ignore[arg-type]
