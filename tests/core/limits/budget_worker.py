@@ -1,7 +1,8 @@
 """One "replica" for the multi-process Table budget test.
 
 Reads a JSON job from stdin (connection string, table, tenant, bucket, budget, step), prints
-``ready``, waits for ``go`` so all workers start together, then takes ``step`` tokens at a time in
+``ready``, waits for ``go <instant>`` and then for that wall-clock instant, so all workers start
+together however late each read its ``go``, then takes ``step`` tokens at a time in
 ``bucket`` through the real Table adapter until refused, with 4 asyncio callers, and prints
 ``{"granted": n, "refusals": r}``.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
@@ -37,7 +39,8 @@ async def run(job: dict[str, object]) -> dict[str, object]:
             granted += grant.granted.tokens
 
     print("ready", flush=True)
-    await asyncio.to_thread(sys.stdin.readline)  # "go"
+    start = float((await asyncio.to_thread(sys.stdin.readline)).split()[1])  # "go <time.time()>"
+    await asyncio.sleep(max(0.0, start - time.time()))
     await asyncio.gather(*(caller() for _ in range(4)))
     await store.aclose()
     return {"granted": granted}

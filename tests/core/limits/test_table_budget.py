@@ -7,6 +7,7 @@ import asyncio
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -64,9 +65,10 @@ def test_replicas_in_separate_processes_never_share_out_more_than_the_budget(azu
             proc.stdin.write(json.dumps(job) + "\n")
             proc.stdin.flush()
             assert proc.stdout.readline().strip() == "ready"
+        start = time.time() + 1.0  # one instant for all: a busy machine may read the go's far apart
         for proc in procs:
             assert proc.stdin is not None
-            proc.stdin.write("go\n")
+            proc.stdin.write(f"go {start}\n")
             proc.stdin.flush()
         results = [json.loads(proc.communicate(timeout=120)[0]) for proc in procs]
     finally:
