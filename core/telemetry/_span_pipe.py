@@ -27,7 +27,7 @@ import subprocess
 import sys
 import threading
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +107,11 @@ class SpanPipe(SpanProcessor):
     @property
     def child_pid(self) -> int:
         return self._child.pid
+
+    @property
+    def child_exit_code(self) -> int | None:
+        """None while the export process runs."""
+        return self._child.poll()
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         pass
@@ -199,10 +204,14 @@ def spans_dropped() -> int:
 
 
 class DroppedSpans(Collector):
-    """``gateway_trace_spans_dropped_total``: sampled spans never handed to the exporter."""
+    """``gateway_trace_spans_dropped_total``: sampled spans never handed to the exporter
+    (``count``: this process's span pipes by default)."""
+
+    def __init__(self, count: Callable[[], int] = spans_dropped) -> None:
+        self._count = count
 
     def collect(self) -> Iterator[Metric]:
         family = CounterMetricFamily("gateway_trace_spans_dropped", "Sampled spans dropped before export "
                                      "(export queue full or export process gone)")
-        family.add_metric([], spans_dropped())
+        family.add_metric([], self._count())
         yield family
