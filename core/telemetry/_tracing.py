@@ -69,17 +69,20 @@ class Attempt:
             return
         self._span = None
         usage = completion.usage
-        span.set_attribute("gen_ai.usage.input_tokens", usage.prompt_tokens)
-        span.set_attribute("gen_ai.usage.output_tokens", usage.completion_tokens)
-        span.set_attribute("gateway.usage_source", "reported" if completion.usage_reported else "estimated")
+        attributes: dict[str, str | int | tuple[str, ...]] = {
+            "gen_ai.usage.input_tokens": usage.prompt_tokens,
+            "gen_ai.usage.output_tokens": usage.completion_tokens,
+            "gateway.usage_source": "reported" if completion.usage_reported else "estimated",
+        }
         if model:
-            span.set_attribute("gen_ai.response.model", model)
+            attributes["gen_ai.response.model"] = model
         if finish_reasons:
-            span.set_attribute("gen_ai.response.finish_reasons", tuple(finish_reasons))
+            attributes["gen_ai.response.finish_reasons"] = tuple(finish_reasons)
         if self._capture:
             output = [{"role": "assistant", "parts": [{"type": "text", "content": completion.text}],
                        "finish_reason": finish_reasons[0] if finish_reasons else "stop"}]
-            span.set_attribute("gen_ai.output.messages", orjson.dumps(output).decode())
+            attributes["gen_ai.output.messages"] = orjson.dumps(output).decode()
+        span.set_attributes(attributes)  # one lock and one pass, not one per attribute
         span.end()
 
     def fail(self, error: BaseException) -> None:
