@@ -70,7 +70,7 @@ def combined(runs: list[dict[str, float]]) -> dict[str, float]:
 
 
 def settled(url: str, quiet: float = 8.0, limit: float = 120.0) -> dict[str, int]:
-    """The receiver's counts once they have not changed for ``quiet`` seconds (the last batches: the export schedule delay is 5 s)."""
+    """The receiver's counts once unchanged for ``quiet`` seconds (the export schedule delay is 5 s)."""
     deadline = time.monotonic() + limit
     last: dict[str, int] = {}
     since = time.monotonic()
