@@ -5,8 +5,12 @@ local ingestion receiver) vs off, in one run.
 Starts, on 127.0.0.1: the simulator (zero-latency mode), a local ingestion receiver (this file
 with ``--receiver``: counts the envelopes it is sent), and the REST gateway (``python -m
 http_api``) twice, once without and once with ``APPLICATIONINSIGHTS_CONNECTION_STRING``. wrk loads
-each at concurrency 1 and 16; everything is stopped by PID. Statsbeat and live metrics are off:
-nothing leaves the machine.
+each at concurrency 1 and 16, in alternating slices (off, on, off, on, ...; ``--slices`` of
+``--duration / --slices`` seconds each) so that load from elsewhere on a shared machine falls on
+both alike; throughput is all requests over all slices, p50/p99 the median of the slices'.
+Everything is stopped by PID. Statsbeat and live metrics are off: nothing leaves the machine. At
+the end it waits until the receiver has everything and prints what it received and the traced
+gateway's ``gateway_trace_spans_dropped_total``.
 
     .venv/bin/python bench/tracing_overhead.py [--duration 10]
 """
@@ -18,6 +22,7 @@ import gzip
 import json
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -58,9 +63,32 @@ def receiver(port: int) -> None:
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
 
 
+def combined(runs: list[dict[str, float]]) -> dict[str, float]:
+    """Slices of equal length: mean throughput, median p50/p99, all errors."""
+    return {"rps": statistics.fmean(r["rps"] for r in runs), "p50": statistics.median(r["p50"] for r in runs),
+            "p99": statistics.median(r["p99"] for r in runs), "errors": sum(r["errors"] for r in runs)}
+
+
+def settled(url: str, quiet: float = 8.0, limit: float = 120.0) -> dict[str, int]:
+    """The receiver's counts once unchanged for ``quiet`` seconds (the export schedule delay is 5 s)."""
+    deadline = time.monotonic() + limit
+    last: dict[str, int] = {}
+    since = time.monotonic()
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(url) as response:
+            counts = json.loads(response.read())
+        if counts != last:
+            last, since = counts, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            break
+        time.sleep(0.5)
+    return last
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run (default 10)")
+    parser.add_argument("--duration", type=int, default=10, help="seconds per gateway and concurrency (default 10)")
+    parser.add_argument("--slices", type=int, default=5, help="alternating off/on wrk runs per concurrency (default 5)")
     parser.add_argument("--receiver", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.receiver:
@@ -86,12 +114,20 @@ def main() -> int:
         on = f"http://127.0.0.1:{on_port}/openai/chat?tenant=bench"
         for url in (off, on):  # warm up both
             run_wrk(url, script, 4, 2)
+        slice_seconds = max(1, args.duration // max(1, args.slices))
         for connections in (1, 16):
-            rows.append((connections, run_wrk(off, script, connections, args.duration),
-                         run_wrk(on, script, connections, args.duration)))
-        time.sleep(3)  # the last batches
-        with urllib.request.urlopen(f"http://127.0.0.1:{ingest_port}/stats") as response:
-            received = json.loads(response.read())
+            runs: dict[str, list[dict[str, float]]] = {"off": [], "on": []}
+            for _ in range(max(1, args.slices)):
+                runs["off"].append(run_wrk(off, script, connections, slice_seconds))
+                runs["on"].append(run_wrk(on, script, connections, slice_seconds))
+            rows.append((connections, combined(runs["off"]), combined(runs["on"])))
+        received = settled(f"http://127.0.0.1:{ingest_port}/stats")
+        with urllib.request.urlopen(f"http://127.0.0.1:{on_port}/metrics") as response:
+            metrics = response.read().decode()
+        dropped = sum(float(line.split()[-1]) for line in metrics.splitlines()
+                      if line.startswith("gateway_trace_spans_dropped_total"))
+        answered = sum(float(line.split()[-1]) for line in metrics.splitlines()
+                       if line.startswith("gateway_requests_total{"))
     print(f"\n{'conc':>4} | {'off rps':>8} {'p50 ms':>7} {'p99 ms':>7} | {'on rps':>8} {'p50 ms':>7} {'p99 ms':>7} "
           f"| {'on/off':>6} | errors")
     for connections, off_r, on_r in rows:
@@ -99,6 +135,8 @@ def main() -> int:
               f"{on_r['rps']:>8.0f} {on_r['p50']:>7.2f} {on_r['p99']:>7.2f} | {on_r['rps'] / off_r['rps']:>6.2f} "
               f"| {int(off_r['errors'] + on_r['errors'])}")
     print(f"envelopes received by the local ingestion endpoint: {received}")
+    print(f"traced gateway: {answered:.0f} requests answered (gateway_requests_total), "
+          f"{dropped:.0f} spans dropped (gateway_trace_spans_dropped_total)")
     return 0
 
 

@@ -90,7 +90,7 @@ def build_gateway(
                   *((ledger,) if ledger is not None else ()))
     return Gateway(settings, upstreams, router, metrics, registry, store, background, health=health,
                    authenticator=_authenticator(settings.auth, keys), limiter=limiter, quotas=quotas,
-                   relays=relays, ledger=ledger, tracing=_tracing(settings))
+                   relays=relays, ledger=ledger, tracing=_tracing(settings, registry))
 
 
 def _authenticator(auth: AuthSettings, keys: KeyRing) -> Authenticator:
@@ -128,24 +128,29 @@ def _tenant_keys(auth: AuthSettings) -> KeyRing:
 
 
 def configure_telemetry(
-    settings: Settings, environ: Mapping[str, str] | None = None, *, service_name: str = "openai-gateway"
+    settings: Settings, environ: Mapping[str, str] | None = None, *, service_name: str = "openai-gateway",
+    export_process: bool = False,
 ) -> bool:
     """Once per process, before ``build_gateway``: traces and logs to Application Insights when
     ``APPLICATIONINSIGHTS_CONNECTION_STRING`` is set (see core/telemetry/_azure_monitor.py).
-    Returns whether it is on; off loads nothing and costs nothing."""
+    ``export_process``: a long-lived host's choice to export spans from a child process (another
+    core converts them to envelopes). Returns whether it is on; off loads nothing and costs nothing."""
     env = os.environ if environ is None else environ
     if not env.get("APPLICATIONINSIGHTS_CONNECTION_STRING", "").strip():
         return False
     from .telemetry._azure_monitor import configure_azure_monitor_tracing
 
-    return configure_azure_monitor_tracing(settings.telemetry, env, service_name)
+    return configure_azure_monitor_tracing(settings.telemetry, env, service_name, export_process=export_process)
 
 
-def _tracing(settings: Settings) -> Tracing:
+def _tracing(settings: Settings, registry: CollectorRegistry) -> Tracing:
     if not tracing_active():
         return Tracing()
     from opentelemetry import trace
 
+    from .telemetry._span_pipe import DroppedSpans
+
+    registry.register(DroppedSpans())
     return Tracing(trace.get_tracer("core.gateway"), capture_content=settings.telemetry.capture_content)
 
 

@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
                 "grace_seconds": args.grace_seconds,
             },
         )
-        configure_telemetry(settings, service_name="openai-gateway-grpc")  # on with APPLICATIONINSIGHTS_*
+        configure_telemetry(settings, service_name="openai-gateway-grpc", export_process=True)  # APPLICATIONINSIGHTS_*
         return asyncio.run(serve(settings, host_settings))
     except ConfigurationError as exc:
         print(f"grpc_host: invalid configuration: {exc.detail}", file=sys.stderr)

@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings(json_path=args.config or os.environ.get("GATEWAY_CONFIG") or None)
         limits = load_rest_host_settings(os.environ, {"host": args.host, "port": args.port})
-        configure_telemetry(settings, service_name="openai-gateway-rest")  # on with APPLICATIONINSIGHTS_*
+        configure_telemetry(settings, service_name="openai-gateway-rest", export_process=True)  # APPLICATIONINSIGHTS_*
         with asyncio.Runner(loop_factory=uvicorn.Config(app=None, loop="auto").get_loop_factory()) as runner:
             return runner.run(serve(settings, limits, log_level=args.log_level))
     except ConfigurationError as exc:

@@ -24,7 +24,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 import orjson
-from opentelemetry import propagate, trace
+from opentelemetry import context, propagate, trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from .._errors import GatewayError
@@ -69,17 +69,20 @@ class Attempt:
             return
         self._span = None
         usage = completion.usage
-        span.set_attribute("gen_ai.usage.input_tokens", usage.prompt_tokens)
-        span.set_attribute("gen_ai.usage.output_tokens", usage.completion_tokens)
-        span.set_attribute("gateway.usage_source", "reported" if completion.usage_reported else "estimated")
+        attributes: dict[str, str | int | tuple[str, ...]] = {
+            "gen_ai.usage.input_tokens": usage.prompt_tokens,
+            "gen_ai.usage.output_tokens": usage.completion_tokens,
+            "gateway.usage_source": "reported" if completion.usage_reported else "estimated",
+        }
         if model:
-            span.set_attribute("gen_ai.response.model", model)
+            attributes["gen_ai.response.model"] = model
         if finish_reasons:
-            span.set_attribute("gen_ai.response.finish_reasons", tuple(finish_reasons))
+            attributes["gen_ai.response.finish_reasons"] = tuple(finish_reasons)
         if self._capture:
             output = [{"role": "assistant", "parts": [{"type": "text", "content": completion.text}],
                        "finish_reason": finish_reasons[0] if finish_reasons else "stop"}]
-            span.set_attribute("gen_ai.output.messages", orjson.dumps(output).decode())
+            attributes["gen_ai.output.messages"] = orjson.dumps(output).decode()
+        span.set_attributes(attributes)  # one lock and one pass, not one per attribute
         span.end()
 
     def fail(self, error: BaseException) -> None:
@@ -101,12 +104,31 @@ class Attempt:
 _NO_ATTEMPT = Attempt(None, False)
 
 
+def _static_attributes(operation: str, model: str, endpoint: str, instance: str) -> dict[str, str | int | bool]:
+    """The attributes an attempt's span gets from its instance (built once per instance)."""
+    where = urlsplit(endpoint)
+    return {
+        "gen_ai.operation.name": operation,
+        "gen_ai.provider.name": PROVIDER,
+        "gen_ai.system": PROVIDER,  # deprecated name, still what Application Insights types by
+        "gen_ai.request.model": model,
+        "server.address": where.hostname or "",
+        "server.port": where.port or (443 if where.scheme == "https" else 80),
+        "peer.service": instance,  # the dependency's target: one node per instance on the map
+        "gateway.tenant": "",
+        "gateway.instance": instance,
+        "gateway.attempt": 0,
+        "gateway.limited": False,
+    }
+
+
 class Tracing:
     """What the gateway traces; ``Tracing()`` (disabled) when no SDK is configured."""
 
     def __init__(self, tracer: trace.Tracer | None = None, *, capture_content: bool = False) -> None:
         self._tracer = tracer
         self._capture = capture_content
+        self._static: dict[tuple[str, str, str, str], dict[str, str | int | bool]] = {}
 
     @property
     def enabled(self) -> bool:
@@ -135,34 +157,26 @@ class Tracing:
         server = trace.get_current_span()
         if server.is_recording():  # the host's request span: who was served, by which instance
             server.set_attributes({"gateway.tenant": tenant, "gateway.instance": instance, "gateway.limited": False})
-        where = urlsplit(endpoint)
-        attributes: dict[str, str | int | bool] = {
-            "gen_ai.operation.name": operation,
-            "gen_ai.provider.name": PROVIDER,
-            "gen_ai.system": PROVIDER,  # deprecated name, still what Application Insights types by
-            "gen_ai.request.model": model,
-            "server.address": where.hostname or "",
-            "server.port": where.port or (443 if where.scheme == "https" else 80),
-            "peer.service": instance,  # the dependency's target: one node per instance on the map
-            "gateway.tenant": tenant,
-            "gateway.instance": instance,
-            "gateway.attempt": attempt,
-            "gateway.limited": False,
-        }
+        key = (operation, model, endpoint, instance)
+        static = self._static.get(key)
+        if static is None:
+            static = self._static[key] = _static_attributes(operation, model, endpoint, instance)
+        attributes: dict[str, str | int | bool] = {**static, "gateway.tenant": tenant, "gateway.attempt": attempt}
         if self._capture and prompt:
             attributes["gen_ai.input.messages"] = orjson.dumps(
                 [{"role": m.role, "parts": [{"type": "text", "content": m.content}]} for m in prompt]
             ).decode()
         span = self._tracer.start_span(f"{operation} {model}", kind=SpanKind.CLIENT, attributes=attributes)
         handle = Attempt(span, self._capture)
-        with trace.use_span(span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
-            try:
-                yield handle
-            except BaseException as exc:
-                handle.fail(exc)
-                raise
-            finally:
-                handle._exit()
+        token = context.attach(trace.set_span_in_context(span))  # current: the upstream call carries it
+        try:
+            yield handle
+        except BaseException as exc:
+            handle.fail(exc)
+            raise
+        finally:
+            context.detach(token)
+            handle._exit()
 
     def limited(self, tenant: str) -> None:
         """Mark the current (request) span: ``tenant`` was refused by its limits (``gateway.limited``)."""

@@ -1,0 +1,217 @@
+"""Finished spans handed to a child process that turns them into Application Insights envelopes.
+
+The Azure Monitor exporter's conversion of a span to an envelope is Python code holding the GIL
+(~0.7 ms a span); in the serving process it competes with the event loop. :class:`SpanPipe` is
+the tracer provider's span processor instead of a ``BatchSpanProcessor``: ``on_end`` only
+appends the span to a bounded queue; a thread turns queued spans into compact tuples
+(:func:`span_record`) and writes them, pickled and length-prefixed, to the stdin of
+``_export_child.py``, where the real ``AzureMonitorTraceExporter`` builds and posts the
+envelopes on another core.
+
+- Bounded: at ``OTEL_BSP_MAX_QUEUE_SIZE`` queued spans a span is dropped and counted
+  (:attr:`SpanPipe.dropped`, exposed as ``gateway_trace_spans_dropped_total``); ``on_end``
+  never blocks. A child that stops reading only stalls the writer thread.
+- Lossless stop: ``shutdown`` (the provider's, at exit) sends what is queued, closes the pipe and
+  waits for the child, which exports everything it read before it exits.
+- No orphan: the child exits at end of input, i.e. when the parent closes the pipe or dies
+  (even by SIGKILL); it ignores SIGINT/SIGTERM so a group signal cannot cut the last flush.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import struct
+import subprocess
+import sys
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from prometheus_client.metrics_core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+log = logging.getLogger("core.telemetry")
+CHILD = Path(__file__).with_name("_export_child.py")
+_HEADER = struct.Struct(">I")
+_ROOT = str(Path(__file__).resolve().parents[2])
+
+
+def span_record(span: ReadableSpan) -> tuple[Any, ...]:
+    """What the exporter reads of a span, as picklable builtins (see ``_export_child.span_from``)."""
+    ctx = span.context
+    parent = span.parent
+    scope = span.instrumentation_scope
+    status = span.status
+    events = span.events
+    links = span.links
+    state = ctx.trace_state
+    return (
+        span.name, ctx.trace_id, ctx.span_id, int(ctx.trace_flags),
+        state.to_header() if state else "",
+        (parent.span_id, parent.is_remote) if parent is not None else None,
+        span.kind.value, span.start_time, span.end_time, dict(span.attributes or {}),
+        [(e.name, dict(e.attributes or {}), e.timestamp) for e in events] if events else (),
+        [(link.context.trace_id, link.context.span_id, int(link.context.trace_flags), dict(link.attributes or {}))
+         for link in links] if links else (),
+        status.status_code.value, status.description,
+        (scope.name, scope.version, scope.schema_url) if scope is not None else None,
+    )
+
+
+def _env_int(environ: Mapping[str, str], name: str, default: int) -> int:
+    try:
+        value = int(environ.get(name, "") or default)
+    except ValueError:
+        log.warning("%s is not a whole number; using %d", name, default)
+        return default
+    return value if value > 0 else default
+
+
+class SpanPipe(SpanProcessor):
+    """Span processor exporting through a child process; see the module docstring.
+
+    ``config`` is the child's first message (connection string, credential choice, resource
+    attributes). Batching follows the ``OTEL_BSP_*`` variables: schedule delay (ms, default
+    5000), max queue size (2048), max export batch size (512).
+    """
+
+    def __init__(self, config: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> None:
+        env = os.environ if environ is None else environ
+        self._delay = _env_int(env, "OTEL_BSP_SCHEDULE_DELAY", 5000) / 1000
+        self._max_queue = _env_int(env, "OTEL_BSP_MAX_QUEUE_SIZE", 2048)
+        self._batch = min(_env_int(env, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512), self._max_queue)
+        self._queue: deque[ReadableSpan] = deque()
+        self._dropped = 0
+        self._drop_lock = threading.Lock()
+        self._send_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = False
+        self._broken = False
+        child_env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (_ROOT, os.environ.get("PYTHONPATH")) if p)}
+        self._child = subprocess.Popen([sys.executable, "-P", str(CHILD)], stdin=subprocess.PIPE, env=child_env)
+        self._send(dict(config))
+        self._thread = threading.Thread(target=self._run, name="SpanPipe", daemon=True)
+        self._thread.start()
+
+    @property
+    def dropped(self) -> int:
+        """Spans dropped because the queue was full (or the child was gone)."""
+        return self._dropped
+
+    @property
+    def child_pid(self) -> int:
+        return self._child.pid
+
+    @property
+    def child_exit_code(self) -> int | None:
+        """None while the export process runs."""
+        return self._child.poll()
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        pass
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if not span.context.trace_flags.sampled:
+            return
+        queue = self._queue
+        if len(queue) >= self._max_queue or self._broken:
+            self._count_dropped(1)
+            return
+        queue.append(span)
+        if len(queue) >= self._batch:
+            self._wake.set()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Hand every queued span to the child now (it exports them in the order received)."""
+        self._send_queued()
+        return not self._broken
+
+    def shutdown(self) -> None:
+        """Send what is queued, close the pipe, wait for the child to export it all and exit."""
+        if self._stopping:
+            return
+        self._stopping = True
+        self._wake.set()
+        self._thread.join()
+        self._send_queued()
+        try:
+            if self._child.stdin is not None:
+                self._child.stdin.close()
+        except OSError:
+            pass
+        try:
+            self._child.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            log.warning("the span export process (pid %d) did not finish in 60 s; stopping it", self._child.pid)
+            self._child.kill()
+            self._child.wait()
+        if self._dropped:
+            log.warning("%d spans were dropped (export queue full or export process gone)", self._dropped)
+
+    def _run(self) -> None:
+        while not self._stopping:
+            self._wake.wait(self._delay)
+            self._wake.clear()
+            self._send_queued()
+
+    def _send_queued(self) -> None:
+        queue = self._queue
+        with self._send_lock:
+            while queue:
+                batch = [span_record(queue.popleft()) for _ in range(min(len(queue), self._batch))]
+                if not self._send(batch):
+                    self._count_dropped(len(batch) + len(queue))
+                    queue.clear()
+
+    def _send(self, message: object) -> bool:
+        if self._broken or self._child.stdin is None:
+            return False
+        payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            self._child.stdin.write(_HEADER.pack(len(payload)) + payload)
+            self._child.stdin.flush()
+        except (BrokenPipeError, OSError, ValueError):
+            self._broken = True
+            log.error("the span export process (pid %d) is gone; spans are dropped from now on", self._child.pid)
+            return False
+        return True
+
+    def _count_dropped(self, count: int) -> None:
+        with self._drop_lock:
+            first = self._dropped == 0
+            self._dropped += count
+        if first:
+            log.warning("trace export queue full: spans dropped (counted in gateway_trace_spans_dropped_total)")
+
+
+_PIPES: list[SpanPipe] = []
+
+
+def register(pipe: SpanPipe) -> SpanPipe:
+    _PIPES.append(pipe)
+    return pipe
+
+
+def spans_dropped() -> int:
+    """Spans dropped by this process's span pipes (0 without one)."""
+    return sum(pipe.dropped for pipe in _PIPES)
+
+
+class DroppedSpans(Collector):
+    """``gateway_trace_spans_dropped_total``: sampled spans never handed to the exporter
+    (``count``: this process's span pipes by default)."""
+
+    def __init__(self, count: Callable[[], int] = spans_dropped) -> None:
+        self._count = count
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily("gateway_trace_spans_dropped", "Sampled spans dropped before export "
+                                     "(export queue full or export process gone)")
+        family.add_metric([], self._count())
+        yield family
