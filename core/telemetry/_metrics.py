@@ -209,6 +209,8 @@ class GatewayMetrics:
         )
         self._states = InstanceStates()
         registry.register(self._states)
+        self._by_route: dict[tuple[str, int | str], tuple[Counter, Histogram]] = {}  # labelled children, once
+        self._by_source: dict[tuple[str, str, str, bool], Counter] = {}
 
     def watch_instances(self, states: Callable[[], Mapping[str, str]]) -> None:
         """Expose ``gateway_instance_state`` from ``states()`` (read at scrape time)."""
@@ -216,13 +218,20 @@ class GatewayMetrics:
 
     def record(self, instance: str, tenant: str, method: Method, usage: Usage, reported: bool) -> None:
         self.tokens.record(instance, tenant, method, usage)
-        source = "reported" if reported else "estimated"
-        tenant_label = self.tokens.tenant_label(tenant.lower())
-        self.tokens_by_source.labels(instance.lower(), tenant_label, method, source).inc(usage.total_tokens)
+        key = (instance, self.tokens.tenant_label(tenant.lower()), method, reported)  # as many as the series
+        child = self._by_source.get(key)
+        if child is None:
+            source = "reported" if reported else "estimated"
+            child = self._by_source[key] = self.tokens_by_source.labels(instance.lower(), key[1], method, source)
+        child.inc(usage.total_tokens)
 
     def observe_request(self, route: str, status: int | str, seconds: float) -> None:
-        self.requests.labels(route, str(status)).inc()
-        self.latency.labels(route).observe(seconds)
+        children = self._by_route.get((route, status))
+        if children is None:
+            children = self._by_route[(route, status)] = (self.requests.labels(route, str(status)),
+                                                          self.latency.labels(route))
+        children[0].inc()
+        children[1].observe(seconds)
 
 
 class RateLimitMetrics:
