@@ -115,7 +115,7 @@ async def _relayed(stream: RelayedStream, gateway: Gateway, started: float) -> A
 
 
 def _deployment(request: Request) -> str:
-    match = _DEPLOYMENT.search(request.url.path)
+    match = _DEPLOYMENT.search(request.scope["path"])  # not request.url: it would build the whole URL
     if match is None or not match.group(1).strip():
         raise InvalidRequest("the path must be /openai/deployments/{deployment}/...")
     return match.group(1)

@@ -37,6 +37,7 @@ log = logging.getLogger("http_api")
 GatewayProvider = Callable[[], Awaitable[Gateway]]
 JSON_TYPES = ("application/json", "text/json")
 ASCII_INTEGER = re.compile(r"[+-]?[0-9]{1,19}", re.ASCII)
+_CREDENTIAL_HEADERS = frozenset((b"authorization", b"api-key", b"x-tenant"))
 
 
 class StreamAborted(Exception):
@@ -171,12 +172,15 @@ def _int32(raw: str | None) -> int:
 
 def credentials_of(request: Request) -> Credentials:
     """The caller's credentials and claimed tenant, as plain values for ``Gateway.authenticate``."""
-    headers = request.headers
+    found: dict[bytes, str] = {}
+    for name, value in request.scope["headers"]:  # one pass; ASGI names are lower-case; the first wins
+        if name in _CREDENTIAL_HEADERS and name not in found:
+            found[name] = value.decode("latin-1")
     return Credentials(
-        authorization=headers.get("authorization"),
-        api_key=headers.get("api-key"),
-        tenant_query=request.query_params.get("tenant"),
-        tenant_header=headers.get("x-tenant"),
+        authorization=found.get(b"authorization"),
+        api_key=found.get(b"api-key"),
+        tenant_query=request.query_params.get("tenant") if request.scope.get("query_string") else None,
+        tenant_header=found.get(b"x-tenant"),
     )
 
 
