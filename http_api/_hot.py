@@ -14,11 +14,13 @@ the caller's ``traceparent``, named after the route; without one, nothing.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
+from fastapi.responses import StreamingResponse
 from fastapi.telemetry._api import _route_selected
 
 from ._compat import CompatHandlers
@@ -80,4 +82,31 @@ class HotRoutes:
 
 async def _serve(handler: Handler, scope: Scope, receive: Receive, send: Send) -> None:
     response = await handler(Request(scope, receive))  # type: ignore[arg-type]
-    await response(scope, receive, send)  # type: ignore[arg-type]
+    if isinstance(response, StreamingResponse) and response.background is None:
+        await _stream(response, receive, send)
+    else:
+        await response(scope, receive, send)  # type: ignore[arg-type]
+
+
+async def _stream(response: StreamingResponse, receive: Receive, send: Send) -> None:
+    """What ``StreamingResponse`` does under uvicorn (relay the body; a client that hangs up cancels
+    it), with one plain watcher task instead of an anyio task group: a tenth of a stream's CPU."""
+    streaming = asyncio.current_task()
+    assert streaming is not None
+    gone = False
+
+    async def watch() -> None:
+        nonlocal gone
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        gone = True
+        streaming.cancel()  # lands where the stream waits (upstream, client): its generator sees it
+
+    watcher = asyncio.create_task(watch())
+    try:
+        await response.stream_response(send)
+    except asyncio.CancelledError:
+        if not gone or streaming.uncancel() > 0:  # a cancellation from elsewhere (shutdown) goes on
+            raise
+    finally:
+        watcher.cancel()

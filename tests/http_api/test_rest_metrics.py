@@ -127,3 +127,22 @@ async def test_json_array_stream_cut_by_the_upstream_is_aborted_not_completed(tm
         samples = await stack.metrics()
     assert samples[("openai_prompt_tokens_total", labels("alphaopenai", "contoso", "stream"))] > 0
     assert samples[("gateway_requests_total", (("route", "stream"), ("status", "503")))] == 1
+
+
+async def test_a_client_hanging_up_mid_stream_is_counted_as_499_while_the_upstream_is_still_talking(tmp_path):
+    """Both stream formats: the hang-up ends the relay at once (the story would take seconds more)."""
+    async with gateway_stack(tmp_path, sim_options={"per_token_latency_ms": 200.0}) as stack:
+        for accept in ("text/event-stream", "application/json"):
+            async with stack.client.stream("POST", "/openai/stream?tenant=contoso", headers={"Accept": accept},
+                                           json=[{"role": "user", "content": "Tell me a long story"}]) as r:
+                async for _ in r.aiter_raw():
+                    break  # hang up after the first bytes
+        key = ("gateway_requests_total", (("route", "stream"), ("status", "499")))
+        for _ in range(40):
+            samples = await stack.metrics()
+            if samples.get(key) == 2:
+                break
+            await asyncio.sleep(0.05)
+        assert samples.get(key) == 2
+        answer = await stack.client.post("/openai/stream?tenant=contoso", json=[{"role": "user", "content": "Hi"}])
+    assert answer.status_code == 200 and answer.text.endswith("]")
