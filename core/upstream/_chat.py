@@ -155,14 +155,19 @@ def chunk_events(where: str, chunk: dict[str, Any]) -> list[StreamEvent]:
         message = str(chunk["error"].get("message", "error event"))[:300]
         raise UpstreamError(f"{where} failed mid-stream: {message}")
     model = str(chunk.get("model") or "")
-    choices = [c for c in chunk.get("choices") or () if isinstance(c, dict)]
-    events = [StreamEvent(text=delta["content"], model=model) for choice in choices
-              if isinstance(delta := choice.get("delta"), dict) and isinstance(delta.get("content"), str)
-              and delta["content"]]
-    events += [StreamEvent(model=model, finish_reason=str(choice["finish_reason"]))
-               for choice in choices if choice.get("finish_reason")]
-    usage = usage_of(chunk.get("usage"))
-    if usage is not None:
+    events: list[StreamEvent] = []  # one pass over the choices (per chunk: keep it cheap)
+    finished: list[StreamEvent] = []
+    for choice in chunk.get("choices") or ():
+        if not isinstance(choice, dict):
+            continue
+        delta = choice.get("delta")
+        if isinstance(delta, dict) and isinstance(text := delta.get("content"), str) and text:
+            events.append(StreamEvent(text=text, model=model))
+        if choice.get("finish_reason"):
+            finished.append(StreamEvent(model=model, finish_reason=str(choice["finish_reason"])))
+    if finished:
+        events += finished
+    if chunk.get("usage") is not None and (usage := usage_of(chunk["usage"])) is not None:
         events.append(StreamEvent(usage=usage))
     return events
 
