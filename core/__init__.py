@@ -19,7 +19,8 @@ from ._errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from ._gateway import ChatStream, Gateway
+from ._gateway import Gateway
+from ._stream import ChatStream
 from ._values import Budget, ChatMessage, Completion, Usage
 from .access import Credentials, resolve_tenant
 from .config import SecretSource, Settings, load_settings

@@ -6,11 +6,11 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from prometheus_client import CollectorRegistry, generate_latest
 
@@ -27,6 +27,7 @@ from ._errors import GatewayError, NotFound, RateLimited, UpstreamTimeout, Upstr
 from ._failover import Failover
 from ._health import Health
 from ._routing import Router
+from ._stream import ChatStream
 from ._tokens import OFF_LOOP_BYTES, byte_bound, count_prompt, count_prompt_async, count_text
 from ._values import Budget, ChatMessage, Completion, Method, Usage
 from .access import Authenticator, Credentials
@@ -35,9 +36,10 @@ from .ledger import GroupBy, Ledger, LedgerUnavailable, UsageLine
 from .limits import Limiter, QuotaKeeper, QuotaTicket, Ticket
 from .state import StateStore
 from .telemetry import Attempt, GatewayMetrics, Tracing
-from .upstream import Operation, Relay, Upstream, UpstreamStream
+from .upstream import Operation, Relay, Upstream
 
 log = logging.getLogger("core.gateway")
+_Answer = TypeVar("_Answer", Completion, RelayResponse)
 
 
 class Background(Protocol):
@@ -157,7 +159,7 @@ class Gateway:
         with self._refund_on_failure(tenant, ticket):
             completion = await self._failover.run(tenant, "chat", messages, call)
         self._bill(tenant, "chat", completion, ticket)
-        return dataclasses.replace(completion, budget=self.budget(tenant))
+        return self._budgeted(tenant, completion)
 
     async def open_stream(self, tenant: str, messages: Sequence[ChatMessage]) -> ChatStream:
         async def call(upstream: Upstream, prompt: tuple[ChatMessage, ...], span: Attempt) -> ChatStream:
@@ -175,6 +177,11 @@ class Gateway:
     def budget(self, tenant: str) -> Budget | None:
         """What ``tenant`` may still use in the current window; None when it has no limits."""
         return self._limiter.budget(tenant) if self._limiter is not None else None
+
+    def _budgeted(self, tenant: str, answer: _Answer) -> _Answer:
+        """``answer`` with the tenant's remaining budget (itself when the tenant has no limits)."""
+        budget = self.budget(tenant)
+        return answer if budget is None else dataclasses.replace(answer, budget=budget)
 
     def _bill(self, tenant: str, method: Method, completion: Completion, ticket: Hold | None = None) -> None:
         """The one place a finished chat or stream (or a timed-out call's prompt) is accounted for:
@@ -290,7 +297,7 @@ class Gateway:
             response = await self._failover.run(tenant, request.method, (), call, among=frozenset(serving))
         if response.status >= 300:
             self._release(ticket)  # the caller's own 4xx: nothing was generated
-        return dataclasses.replace(response, budget=self.budget(tenant))
+        return self._budgeted(tenant, response)
 
     async def _relay_once(
         self, tenant: str, request: RelayRequest, name: str, own: str, api_version: str | None, ticket: Hold | None
@@ -339,63 +346,3 @@ class Gateway:
         self._counting.shutdown(wait=False, cancel_futures=True)
         await self._store.aclose()
 
-
-class ChatStream:
-    """Text deltas of one streamed completion. Always ``aclose()`` it; tokens are counted once."""
-
-    def __init__(
-        self,
-        instance: str,
-        prompt: tuple[ChatMessage, ...],
-        upstream: UpstreamStream,
-        on_finish: Callable[[Completion], None],
-        span: Attempt | None = None,
-    ) -> None:
-        self.instance = instance
-        self._span = span
-        self._model = ""
-        self._finish_reasons: list[str] = []
-        self.completion: Completion | None = None
-        self.budget: Budget | None = None  # the tenant's remaining budget, when it has limits
-        self._on_finish = on_finish
-        self._prompt = prompt
-        self._upstream = upstream
-        self._parts: list[str] = []
-        self._usage: Usage | None = None
-        self._closed = False
-
-    async def __aiter__(self) -> AsyncIterator[str]:
-        try:
-            async for event in self._upstream:
-                if event.usage is not None:
-                    self._usage = event.usage
-                if event.finish_reason:
-                    self._finish_reasons.append(event.finish_reason)
-                if event.text:
-                    self._model = event.model or self._model
-                    self._parts.append(event.text)
-                    yield event.text
-        except GatewayError as exc:
-            if self._span is not None:
-                self._span.fail(exc)  # the attempt's span says how the stream broke
-            raise
-        self._finish()
-
-    async def aclose(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            await self._upstream.aclose()
-        finally:
-            self._finish()
-
-    def _finish(self) -> None:
-        if self.completion is not None:
-            return
-        text = "".join(self._parts)
-        usage = self._usage or Usage(count_prompt(self._prompt), count_text(text))
-        self.completion = Completion(text, self.instance, usage, self._usage is not None, self.budget)
-        self._on_finish(self.completion)
-        if self._span is not None:
-            self._span.finish(self.completion, self._model, self._finish_reasons)
