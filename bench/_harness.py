@@ -10,6 +10,7 @@ on 127.0.0.1, a settings file pointing at the simulator, wrk, and a stop by PID 
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -129,3 +130,9 @@ def run_wrk(url: str, script: Path, connections: int, duration: int) -> dict[str
 def to_ms(value: str) -> float:
     number, unit = re.match(r"([\d.]+)(\w+)", value).groups()  # type: ignore[union-attr]
     return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc): steadier than req/s on a busy machine."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

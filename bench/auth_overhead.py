@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import hashlib
 import json
-import os
 import secrets
 import shutil
 import signal
@@ -44,7 +43,7 @@ from jwt.algorithms import RSAAlgorithm
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench._harness import BODY, DEPLOYMENT, KEY, bench_config, free_port, lua_script, run_wrk, wait_port  # noqa: E402
+from bench._harness import BODY, DEPLOYMENT, KEY, bench_config, cpu_seconds, free_port, lua_script, run_wrk, wait_port  # noqa: E402
 
 AUDIENCE = "api://bench-gateway"
 CONNECTIONS = 16
@@ -109,11 +108,6 @@ def authenticate_us(modes: dict[str, dict[str, object]], headers: dict[str, dict
         results[mode] = asyncio.run(run())
     return results
 
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process ``pid`` so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def paired(a: tuple[str, Path], b: tuple[str, Path], duration: int) -> tuple[dict[str, float], dict[str, float]]:

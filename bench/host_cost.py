@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import sys
@@ -24,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench._harness import BODY, DEPLOYMENT, Processes, bench_config, free_port, lua_script, run_wrk  # noqa: E402
+from bench._harness import BODY, DEPLOYMENT, Processes, bench_config, cpu_seconds, free_port, lua_script, run_wrk  # noqa: E402
 
 FASTAPI_ONLY = (
     "import asyncio, sys, uvicorn; from core import load_settings; from http_api._limits import "
@@ -34,10 +33,6 @@ FASTAPI_ONLY = (
     "runner.run(serve(load_settings(json_path=sys.argv[1]), limits, hot_routes=False))"
 )
 
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> int:

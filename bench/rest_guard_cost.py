@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import sys
@@ -24,17 +23,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench._harness import BODY, Processes, bench_config, free_port, lua_script, run_wrk  # noqa: E402
+from bench._harness import BODY, Processes, bench_config, cpu_seconds, free_port, lua_script, run_wrk  # noqa: E402
 
 PLAIN = ("import sys, uvicorn; from core import load_settings; from http_api import create_app; "
          "uvicorn.run(create_app(load_settings(json_path=sys.argv[1])), host='127.0.0.1', port=int(sys.argv[2]), "
          "log_level='warning', access_log=False, http='httptools', loop='auto')")
 
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (Linux /proc): steadier than req/s on a busy machine."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> int:
