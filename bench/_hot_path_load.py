@@ -43,32 +43,20 @@ async def _grpc_drive(port: int, connections: int, seconds: float) -> dict[str, 
     import grpc
 
     sys.path.insert(0, str(ROOT))
+    from bench.grpc_vs_rest import drive
     from protos import openai_pb2, openai_pb2_grpc
 
     request = openai_pb2.GetChatCompletionsRequest(
         tenant="bench", conversation=[openai_pb2.GrpcMessage(**m) for m in CONVERSATION])
-    latencies: list[float] = []
-    errors = 0
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         stub = openai_pb2_grpc.OpenAIServiceGrpcStub(channel)
-        deadline = time.perf_counter() + seconds
 
-        async def worker() -> None:
-            nonlocal errors
-            while time.perf_counter() < deadline:
-                began = time.perf_counter()
-                try:
-                    reply = await stub.GetChatCompletions(request, timeout=30)
-                except grpc.aio.AioRpcError:
-                    errors += 1
-                    continue
-                if not reply.result:
-                    errors += 1
-                    continue
-                latencies.append((time.perf_counter() - began) * 1000)
+        async def call() -> None:
+            reply = await stub.GetChatCompletions(request, timeout=30)
+            assert reply.result, "an empty answer"  # counted as an error by drive()
 
         began = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(connections)))
+        errors, latencies = await drive(call, connections, seconds)
         took = time.perf_counter() - began
     latencies.sort()
 
