@@ -20,10 +20,11 @@ import orjson
 from fastapi import Request, Response
 from fastapi.responses import StreamingResponse
 
-from core import Gateway, GatewayError, InvalidRequest, Operation, PayloadTooLarge, RelayedStream, Unauthenticated
+from core import Gateway, GatewayError, InvalidRequest, Operation, RelayedStream, Unauthenticated
 
 from ._handlers import GatewayProvider, credentials_of
 from ._problems import status_for
+from ._wire import EncodedResponse, encoded, query_of, read_body
 
 log = logging.getLogger("http_api.compat")
 
@@ -63,22 +64,27 @@ class CompatHandlers:
             # The caller's api-key / bearer JWT (or, in Auth:Mode none, tenant / X-Tenant); never forwarded.
             tenant = await gateway.authenticate(credentials_of(request))
             deployment = _deployment(request) if by_path else None
-            body = await _read_body(request, gateway.max_body_bytes)
+            body = await read_body(request, gateway.max_body_bytes,
+                                   empty="the body is empty; send the request as a JSON object")
             answer = await gateway.relay(tenant, operation, body, deployment=deployment,
-                                         api_version=request.query_params.get("api-version"))
+                                         api_version=query_of(request).get("api-version"))
         except GatewayError as exc:
             response = error_response(exc)
             gateway.observe_request(route, response.status_code, time.perf_counter() - started)
             return response
-        headers = {**dict(answer.headers), "X-Gateway-Instance": answer.instance,
-                   **dict(answer.budget.headers() if answer.budget else ())}
+        headers = encoded(answer.headers)
+        if answer.budget is not None:  # the tenant's own budget, not the instance's, under these names
+            budget = encoded(answer.budget.headers())
+            names = {name for name, _ in budget}
+            headers = [pair for pair in headers if pair[0] not in names] + budget
+        headers.append((b"x-gateway-instance", answer.instance.encode("latin-1")))
         if answer.stream is None:
             gateway.observe_request(route, answer.status, time.perf_counter() - started)
-            return Response(answer.body, status_code=answer.status, headers=headers)
-        headers.update(_STREAM_HEADERS)
-        headers.pop("content-length", None)
+            return EncodedResponse(answer.body, answer.status, headers)
+        stream_headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in headers}
+        stream_headers.update(_STREAM_HEADERS)
         return StreamingResponse(_relayed(answer.stream, gateway, started), status_code=answer.status,
-                                 headers=headers, media_type="text/event-stream")
+                                 headers=stream_headers, media_type="text/event-stream")
 
 
 def error_response(error: GatewayError) -> Response:
@@ -119,19 +125,3 @@ def _deployment(request: Request) -> str:
     if match is None or not match.group(1).strip():
         raise InvalidRequest("the path must be /openai/deployments/{deployment}/...")
     return match.group(1)
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"the body has {declared} bytes; the limit is {limit} (Gateway:MaxBodyBytes)")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"the body is over {limit} bytes (Gateway:MaxBodyBytes)")
-        chunks.append(chunk)
-    if not size:
-        raise InvalidRequest("the body is empty; send the request as a JSON object")
-    return b"".join(chunks)

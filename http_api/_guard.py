@@ -10,6 +10,8 @@ Two layers, because uvicorn has no header limit for httptools and no header/body
   counts it), and reading and discarding the unread rest of a body (up to ``MaxDrainBytes``)
   before an early answer (413, 401, 404...) goes out, so clients that write the whole body
   before reading (urllib, requests, httpx) read the answer instead of a connection reset.
+  A request whose whole body uvicorn has already parsed (most: a small body comes with its
+  headers) passes straight through: no deadline to keep, nothing to drain.
 """
 
 from __future__ import annotations
@@ -159,8 +161,8 @@ class BodyGuard:
         self.limits = limits
 
     async def __call__(self, scope: dict[str, Any], receive: ASGIApp, send: ASGIApp) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
+        if scope["type"] != "http" or _whole_body_read(receive):
+            await self.app(scope, receive, send)  # nothing left to wait for, nothing to drain
             return
         headers = dict(scope["headers"])
         declared = headers.get(b"content-length", b"")
@@ -186,6 +188,12 @@ class BodyGuard:
             await send(message)
 
         await self.app(scope, guarded_receive, guarded_send)
+
+
+def _whole_body_read(receive: ASGIApp) -> bool:
+    """True when uvicorn has already parsed the whole request (a small body arrives with its headers):
+    ``receive`` is then uvicorn's ``RequestResponseCycle.receive``, whose ``more_body`` is False."""
+    return getattr(getattr(receive, "__self__", None), "more_body", True) is False
 
 
 class _BodyState:

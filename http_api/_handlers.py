@@ -17,7 +17,6 @@ import orjson
 from fastapi import Request, Response
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST
-from starlette.requests import ClientDisconnect
 
 from core import (
     ChatMessage,
@@ -26,18 +25,19 @@ from core import (
     Gateway,
     GatewayError,
     InvalidRequest,
-    PayloadTooLarge,
 )
 
-from ._problems import ClientClosedRequest, problem, problem_for, status_for
+from ._problems import problem, problem_for, status_for
 from ._usage import usage_format, usage_period, usage_response
+from ._wire import EncodedResponse, encoded, headers_of, query_of, read_body
 
 log = logging.getLogger("http_api")
 
 GatewayProvider = Callable[[], Awaitable[Gateway]]
 JSON_TYPES = ("application/json", "text/json")
 ASCII_INTEGER = re.compile(r"[+-]?[0-9]{1,19}", re.ASCII)
-_CREDENTIAL_HEADERS = frozenset((b"authorization", b"api-key", b"x-tenant"))
+_TEXT_PLAIN = (b"content-type", b"text/plain; charset=utf-8")
+_REPORTED, _ESTIMATED = ((b"x-usage-source", source) for source in (b"reported", b"estimated"))
 
 
 class StreamAborted(Exception):
@@ -71,17 +71,17 @@ class RestHandlers:
             tenant, messages = await self._chat_input(request, gateway)
             completion = await gateway.chat(tenant, messages)
             usage = completion.usage
-            return PlainTextResponse(
-                completion.text,
-                headers={
-                    "X-Gateway-Instance": completion.instance,
-                    "X-Prompt-Tokens": str(usage.prompt_tokens),
-                    "X-Completion-Tokens": str(usage.completion_tokens),
-                    "X-Total-Tokens": str(usage.total_tokens),
-                    **dict(completion.budget.headers() if completion.budget else ()),
-                    "X-Usage-Source": "reported" if completion.usage_reported else "estimated",
-                },
-            )
+            headers = [
+                _TEXT_PLAIN,
+                (b"x-gateway-instance", completion.instance.encode("latin-1")),
+                (b"x-prompt-tokens", b"%d" % usage.prompt_tokens),
+                (b"x-completion-tokens", b"%d" % usage.completion_tokens),
+                (b"x-total-tokens", b"%d" % usage.total_tokens),
+                _REPORTED if completion.usage_reported else _ESTIMATED,
+            ]
+            if completion.budget is not None:
+                headers += encoded(completion.budget.headers())
+            return EncodedResponse(completion.text.encode(), 200, headers)
 
         return await self._answer("chat", request, answer)
 
@@ -94,7 +94,7 @@ class RestHandlers:
         except GatewayError as exc:
             gateway.observe_request("stream", status_for(exc), time.perf_counter() - started)
             return problem_for(exc, instance=request.url.path)
-        sse = "text/event-stream" in request.headers.get("accept", "")
+        sse = "text/event-stream" in headers_of(request).get(b"accept", "")
         body = _sse(stream) if sse else _json_array(stream)
         return StreamingResponse(
             _observed(body, stream, gateway, started, sse=sse),
@@ -146,12 +146,13 @@ class RestHandlers:
         self, request: Request, gateway: Gateway
     ) -> tuple[str, tuple[ChatMessage, ...]]:
         tenant = await gateway.authenticate(credentials_of(request))
-        content_type = request.headers.get("content-type", "application/json").split(";")[0]
+        content_type = headers_of(request).get(b"content-type", "application/json").split(";")[0]
         if content_type.strip().lower() not in JSON_TYPES and not content_type.endswith("+json"):
             raise InvalidRequest(
                 f"the body must be JSON (Content-Type: application/json), not {content_type[:60]!r}"
             )
-        body = await _read_body(request, gateway.max_body_bytes)
+        body = await read_body(request, gateway.max_body_bytes,
+                               empty="the body is empty; send a JSON array of messages")
         try:
             raw = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
@@ -172,36 +173,13 @@ def _int32(raw: str | None) -> int:
 
 def credentials_of(request: Request) -> Credentials:
     """The caller's credentials and claimed tenant, as plain values for ``Gateway.authenticate``."""
-    found: dict[bytes, str] = {}
-    for name, value in request.scope["headers"]:  # one pass; ASGI names are lower-case; the first wins
-        if name in _CREDENTIAL_HEADERS and name not in found:
-            found[name] = value.decode("latin-1")
+    found = headers_of(request)
     return Credentials(
         authorization=found.get(b"authorization"),
         api_key=found.get(b"api-key"),
-        tenant_query=request.query_params.get("tenant") if request.scope.get("query_string") else None,
+        tenant_query=query_of(request).get("tenant"),
         tenant_header=found.get(b"x-tenant"),
     )
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared and declared.isascii() and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"the body has {declared} bytes; the limit is {limit} (Gateway:MaxBodyBytes)")
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise PayloadTooLarge(f"the body is over {limit} bytes (Gateway:MaxBodyBytes)")
-            chunks.append(chunk)
-    except ClientDisconnect:
-        log.info("client hung up after %d bytes of the request body to %s", size, request.url.path)
-        raise ClientClosedRequest("the client closed the connection before sending the whole body") from None
-    if not size:
-        raise InvalidRequest("the body is empty; send a JSON array of messages")
-    return b"".join(chunks)
 
 
 async def _json_array(stream: ChatStream) -> AsyncIterator[bytes]:
