@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -254,19 +253,10 @@ class Gateway:
         if self._quotas is not None:
             self._quotas.release(hold.quota)
 
-    @contextlib.contextmanager
-    def _refund_on_failure(self, tenant: str, ticket: Hold | None) -> Iterator[None]:
+    def _refund_on_failure(self, tenant: str, ticket: Hold | None) -> _RefundOnFailure:
         """A request that fails gives its estimate back (kept when the upstream may have worked:
         timeouts, callers gone); its error carries the tenant's budget for the hosts' headers."""
-        try:
-            yield
-        except UpstreamTimeout as exc:
-            exc.budget = self.budget(tenant)
-            raise
-        except GatewayError as exc:
-            self._release(ticket)
-            exc.budget = self.budget(tenant)
-            raise
+        return _RefundOnFailure(self, tenant, ticket)
 
     async def relay(
         self, tenant: str, operation: Operation, body: bytes, *, deployment: str | None = None,
@@ -346,3 +336,23 @@ class Gateway:
         self._counting.shutdown(wait=False, cancel_futures=True)
         await self._store.aclose()
 
+
+
+class _RefundOnFailure:
+    """:meth:`Gateway._refund_on_failure`'s block (a plain class: no generator per request)."""
+
+    __slots__ = ("_gateway", "_tenant", "_ticket")
+
+    def __init__(self, gateway: Gateway, tenant: str, ticket: Hold | None) -> None:
+        self._gateway = gateway
+        self._tenant = tenant
+        self._ticket = ticket
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: object) -> None:
+        if isinstance(error, GatewayError):
+            if not isinstance(error, UpstreamTimeout):
+                self._gateway._release(self._ticket)
+            error.budget = self._gateway.budget(self._tenant)

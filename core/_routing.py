@@ -82,14 +82,16 @@ class Router:
         own = self.pinned(tenant, among)
         if own is not None:
             return (own,) if own in self._instances and self._health.available(own) else ()
-        available = {n: self._health.available(n) and (among is None or n in among) for n in self._instances}
-        groups = [[n for n in cycle if available[n]] for cycle in self._groups]
-        groups = [g for g in groups if g]
+        is_available = self._health.available
+        available = {n for n in self._instances if (among is None or n in among) and is_available(n)}
+        groups = [group for cycle in self._groups if (group := [n for n in cycle if n in available])]
         if not groups:
             return ()
         slot = await self._store.next_slot(POOL)
         first = groups[0]
         start = slot % len(first)
+        if len(groups) == 1 and len(available) == len(first):  # one group, each name once: as it is
+            return tuple(first[start:] + first[:start])
         ordered = dict.fromkeys(first[start:] + first[:start])  # in order, each name once
         for group in groups[1:]:
             ordered.update(dict.fromkeys(group))

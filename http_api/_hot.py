@@ -52,6 +52,7 @@ class HotRoutes:
         }
         self.app = app
         self.telemetry = app._native_telemetry  # FastAPI's request spans, reused as they are
+        self.traced: bool | None = None  # decided at the first request (the tracer provider is set by then)
 
     def match(self, scope: Scope) -> tuple[Handler, str] | None:
         """(handler, route template) for a hot ``POST``; None for everything FastAPI serves."""
@@ -69,7 +70,9 @@ class HotRoutes:
     async def serve(self, hot: tuple[Handler, str], scope: Scope, receive: Receive, send: Send) -> None:
         scope["app"] = self.app
         handler, route = hot
-        if not self.telemetry.enabled():
+        if self.traced is None:
+            self.traced = self.telemetry.enabled()
+        if not self.traced:
             await _serve(handler, scope, receive, send)
             return
 

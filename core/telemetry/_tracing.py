@@ -19,7 +19,7 @@ It keeps ``error.type`` out of customDimensions, so a failed attempt also says `
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -102,6 +102,7 @@ class Attempt:
 
 
 _NO_ATTEMPT = Attempt(None, False)
+_NO_SPAN = nullcontext(_NO_ATTEMPT)  # reentrant and reusable: one for every untraced attempt
 
 
 def _static_attributes(operation: str, model: str, endpoint: str, instance: str) -> dict[str, str | int | bool]:
@@ -134,7 +135,6 @@ class Tracing:
     def enabled(self) -> bool:
         return self._tracer is not None
 
-    @contextmanager
     def attempt(
         self,
         operation: Operation,
@@ -145,15 +145,23 @@ class Tracing:
         endpoint: str,
         attempt: int,
         prompt: Sequence[ChatMessage] = (),
-    ) -> Iterator[Attempt]:
+    ) -> AbstractContextManager[Attempt]:
         """A CLIENT span, current inside the block (the upstream request carries its traceparent).
 
         An error raised in the block marks the span failed and ends it; otherwise it ends at the
-        end of the block unless :meth:`Attempt.hand_over` was called.
+        end of the block unless :meth:`Attempt.hand_over` was called. Without a tracer: a shared
+        block that does nothing.
         """
         if self._tracer is None:
-            yield _NO_ATTEMPT
-            return
+            return _NO_SPAN
+        return self._attempt(operation, tenant, instance, model, endpoint, attempt, prompt)
+
+    @contextmanager
+    def _attempt(
+        self, operation: Operation, tenant: str, instance: str, model: str, endpoint: str, attempt: int,
+        prompt: Sequence[ChatMessage],
+    ) -> Iterator[Attempt]:
+        assert self._tracer is not None
         server = trace.get_current_span()
         if server.is_recording():  # the host's request span: who was served, by which instance
             server.set_attributes({"gateway.tenant": tenant, "gateway.instance": instance, "gateway.limited": False})

@@ -12,7 +12,6 @@ events without building models. aiohttp's exceptions and Azure's statuses are tr
 from __future__ import annotations
 
 import re
-from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from urllib.parse import quote
 
@@ -186,14 +185,23 @@ class SseRelayStream:
 
 
 def passed_headers(headers: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
-    return tuple((k, v) for k, v in headers.items() if k.lower() in PASSED_HEADERS or
-                 k.lower().startswith("x-ratelimit-"))
+    passed: list[tuple[str, str]] = []
+    for name, value in headers.items():
+        lower = name.lower()
+        if lower in PASSED_HEADERS or lower.startswith("x-ratelimit-"):
+            passed.append((name, value))
+    return tuple(passed)
 
 
 def json_usage(body: bytes) -> Usage | None:
     """The ``usage`` of a JSON answer, parsed from its own object (not the whole, maybe large, body)."""
-    match = next(iter(deque(_USAGE.finditer(body), maxlen=1)), None)  # the last one
-    if match is None:
+    end = len(body)
+    while (key := body.rfind(b'"usage"', 0, end)) >= 0:  # the last one, found from the end
+        match = _USAGE.match(body, key)
+        if match is not None:
+            break
+        end = key
+    else:
         return None
     start = end = match.end() - 1
     for _ in range(4):  # the first "}" may close a nested *_tokens_details object

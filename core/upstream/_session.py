@@ -70,6 +70,7 @@ class Instance:
         self.where = f"Azure OpenAI instance '{name}'"
         self.key = f"AzureOpenAI:Services:{name}"
         self.session = session
+        self._traced = tracing_active()  # decided when the gateway is built, as its spans are (core._build)
         self._tokens = token_provider if settings.type == "azuread" else None
         self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self._tokens is None:
@@ -83,7 +84,7 @@ class Instance:
         headers = self._headers
         if self._tokens is not None:
             headers = {**headers, "Authorization": f"Bearer {await self._tokens()}"}
-        if tracing_active():  # the caller's trace goes on to Azure OpenAI (W3C traceparent)
+        if self._traced:  # the caller's trace goes on to Azure OpenAI (W3C traceparent)
             headers = inject_trace_context(dict(headers))
         try:
             return await self.session.get().post(url, data=body, headers=headers, timeout=limits)
