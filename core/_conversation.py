@@ -33,6 +33,18 @@ def parse_conversation(raw: object, *, max_messages: int = 256) -> tuple[ChatMes
 
 
 def _parse_message(index: int, item: object) -> ChatMessage:
+    if isinstance(item, dict):  # the usual, valid message: checked without building any error text
+        role, content = item.get("role"), item.get("content")
+        if isinstance(role, str) and isinstance(content, str) and content and not content.isspace() \
+                and len(content) <= MAX_CONTENT_CHARS:
+            role = role.strip().lower()
+            if role in ROLES:
+                return ChatMessage(role, content)  # type: ignore[arg-type]  # narrowed by the ROLES check
+    return _invalid_message(index, item)
+
+
+def _invalid_message(index: int, item: object) -> ChatMessage:
+    """What is wrong with ``item`` (raised), in the order a person would fix it."""
     where = f"message {index}"
     if not isinstance(item, dict):
         raise InvalidRequest(f'{where} must be an object with "role" and "content"')

@@ -47,6 +47,7 @@ def server_config(provider: LazyGateway, limits: RestHostSettings, *, log_level:
         limit_concurrency=None,  # RestHost:MaxConnections is enforced by the guarded protocol (a problem, counted)
         timeout_keep_alive=limits.keep_alive_seconds,
         log_level=log_level, access_log=False, lifespan="on", loop="auto",
+        proxy_headers=False,  # nothing reads the client's address or scheme: no X-Forwarded-* rewriting
     )
 
 
