@@ -82,6 +82,7 @@ class Gateway:
         self._registry = registry
         self._metrics = metrics
         self._upstreams = dict(upstreams)
+        self._reply_by_mapping: dict[str, int] = {}  # see _reply_tokens
         self._router = router
         self._health = health
         self._tracing = tracing or Tracing()
@@ -204,15 +205,24 @@ class Gateway:
             if byte_bound(prompt) > OFF_LOOP_BYTES:
                 await count_prompt_async(prompt, self._counting)
             return None
-        own = self._settings.service_named(self._settings.tenant_azure_openai_mappings.get(tenant, ""))
-        reply = own[1].max_response_tokens if own else max(
-            (u.settings.max_response_tokens for u in self._upstreams.values()), default=0)
+        reply = self._reply_tokens(tenant)
         context = self._settings.chat_completions_options.max_tokens or DEFAULT_CONTEXT_TOKENS
 
         async def estimate() -> int:
             return min(await count_prompt_async(prompt, self._counting) + reply, max(context, reply))
 
         return await self._hold(tenant, estimate)
+
+    def _reply_tokens(self, tenant: str) -> int:
+        """MaxResponseTokens of the tenant's own instance, else the largest (settings do not change:
+        kept per mapped instance name, a handful)."""
+        mapped = self._settings.tenant_azure_openai_mappings.get(tenant, "")
+        reply = self._reply_by_mapping.get(mapped)
+        if reply is None:
+            own = self._settings.service_named(mapped)
+            reply = self._reply_by_mapping[mapped] = own[1].max_response_tokens if own else max(
+                (u.settings.max_response_tokens for u in self._upstreams.values()), default=0)
+        return reply
 
     def _held(self, tenant: str) -> bool:
         """True when the tenant has limits or quotas (its requests hold an estimate)."""

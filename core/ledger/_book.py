@@ -64,6 +64,8 @@ class Ledger:
         self._prices = {model.lower(): price for model, price in prices.items()}
         self._clock = clock
         self._rows: dict[tuple[str, datetime, str, str], _Row] = {}
+        self._hour = datetime.fromtimestamp(0, UTC)  # the current hour, and when it starts (see record)
+        self._hour_starts = float("inf")
         self._dirty: set[tuple[str, datetime, str, str]] = set()
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
@@ -85,7 +87,11 @@ class Ledger:
 
     def record(self, tenant: str, instance: str, deployment: str, model: str, usage: Usage, reported: bool) -> None:
         """Add one finished request (hot path: no I/O)."""
-        hour = hour_of(datetime.fromtimestamp(self._clock(), UTC))
+        now = self._clock()
+        if not self._hour_starts <= now < self._hour_starts + 3600:  # a new hour (or the clock went back)
+            self._hour = hour_of(datetime.fromtimestamp(now, UTC))
+            self._hour_starts = self._hour.timestamp()
+        hour = self._hour
         key = (tenant, hour, instance, deployment)
         row = self._rows.get(key)
         if row is None:

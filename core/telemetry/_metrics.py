@@ -250,6 +250,7 @@ class RateLimitMetrics:
             "gateway_rate_limit_remaining", "Budget a limited tenant has left in the current window.",
             ("tenant_name", "limit"), registry=registry,
         )
+        self._remaining_of: dict[str, tuple[Gauge, Gauge]] = {}
         self._failures = Counter(
             "gateway_rate_limit_store_failures", "Failed exchanges with the shared rate-limit store, by reason.",
             ("reason",), registry=registry,
@@ -274,10 +275,14 @@ class RateLimitMetrics:
 
     def remaining(self, tenant: str, budget: Budget) -> None:
         label = self._label(tenant)
+        children = self._remaining_of.get(label)
+        if children is None:  # one pair per series (the label folds unknown tenants)
+            children = self._remaining_of[label] = (self._remaining.labels(label, "tokens"),
+                                                     self._remaining.labels(label, "requests"))
         if budget.remaining_tokens is not None:
-            self._remaining.labels(label, "tokens").set(max(0, budget.remaining_tokens))
+            children[0].set(max(0, budget.remaining_tokens))
         if budget.remaining_requests is not None:
-            self._remaining.labels(label, "requests").set(max(0, budget.remaining_requests))
+            children[1].set(max(0, budget.remaining_requests))
 
     def store_failed(self, reason: str) -> None:
         self._failures.labels(reason).inc()
