@@ -207,8 +207,9 @@ class Envelopes:
         base["properties"] = properties
         base["measurements"] = {}
         base["kind"] = base_type.__name__  # the discriminator (read-only: not sent, kept in offline storage)
-        item = {"name": envelope_name, "tags": tags, "time": _rfc3339(start or 0),
-                "data": _model(MonitorBase, {"baseData": _model(base_type, base), "baseType": base_type.__name__})}
+        data = _model(MonitorBase, {"baseData": _model(base_type, base), "baseType": base_type.__name__})
+        object.__setattr__(data, "_deserialized_baseType", True)  # read as it is (customer SDK stats read it)
+        item = {"name": envelope_name, "tags": tags, "time": _rfc3339(start or 0), "data": data}
         if self._ikey is not None:
             item["iKey"] = self._ikey
         if _SAMPLE_RATE_KEY in attributes:

@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 from azure.monitor.opentelemetry.exporter import ApplicationInsightsSampler, AzureMonitorTraceExporter
 from azure.monitor.opentelemetry.exporter._generated.exporter._utils.model_base import SdkJSONEncoder
+from azure.monitor.opentelemetry.exporter._utils import _get_telemetry_type
+from azure.monitor.opentelemetry.exporter.statsbeat.customer._utils import _get_telemetry_success_flag
 from opentelemetry import propagate, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
@@ -121,6 +123,10 @@ def wire(items: list[Any]) -> list[Any]:
     return [json.loads(json.dumps(item, cls=SdkJSONEncoder, exclude_readonly=True)) for item in items]
 
 
+def sdk_stats(items: list[Any]) -> list[Any]:
+    return [(_get_telemetry_type(item), _get_telemetry_success_flag(item)) for item in items]
+
+
 def stored(items: list[Any]) -> list[Any]:
     return [json.loads(json.dumps(item.as_dict())) for item in items]
 
@@ -148,6 +154,7 @@ def test_the_export_process_sends_the_envelopes_the_exporter_makes(name: str, di
         theirs.extend(stock._span_events_to_envelopes(span))
     assert wire(ours) == wire(theirs)
     assert stored(ours) == stored(theirs)
+    assert sdk_stats(ours) == sdk_stats(theirs)  # what the exporter's customer SDK stats count
     if name == "left to the exporter":
         assert built == 0
         assert "ExceptionData" in json.dumps(wire(ours))
