@@ -25,7 +25,7 @@ from ._values import Budget, ChatMessage, Completion, Usage
 from .access import Credentials, resolve_tenant
 from .config import SecretSource, Settings, load_settings
 from .state import MemoryStateStore, StateStore
-from .telemetry import tracing_active
+from .telemetry import own_tracer, tracing_active
 from .upstream import Operation
 
 __all__ = [
@@ -60,6 +60,7 @@ __all__ = [
     "build_gateway",
     "configure_telemetry",
     "load_settings",
+    "own_tracer",
     "parse_conversation",
     "resolve_tenant",
     "tracing_active",

@@ -146,12 +146,11 @@ def configure_telemetry(
 def _tracing(settings: Settings, registry: CollectorRegistry) -> Tracing:
     if not tracing_active():
         return Tracing()
-    from opentelemetry import trace
-
+    from .telemetry import own_tracer
     from .telemetry._span_pipe import DroppedSpans
 
     registry.register(DroppedSpans())
-    return Tracing(trace.get_tracer("core.gateway"), capture_content=settings.telemetry.capture_content)
+    return Tracing(own_tracer("core.gateway"), capture_content=settings.telemetry.capture_content)
 
 
 def unusable_reason(service: ServiceSettings) -> str:

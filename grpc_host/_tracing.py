@@ -12,8 +12,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
-from opentelemetry import propagate, trace
+from opentelemetry import propagate
 from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from core import own_tracer
 
 Behavior = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
 
@@ -24,7 +26,7 @@ class ServerSpans(grpc.aio.ServerInterceptor):
     def __init__(self, service: str) -> None:
         self._prefix = f"/{service}/"
         self._service = service
-        self._tracer = trace.get_tracer("grpc_host")
+        self._tracer = own_tracer("grpc_host")  # without the SDK's span object when the span pipe exports
 
     async def intercept_service(
         self,

@@ -31,10 +31,13 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from prometheus_client.metrics_core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from ._pipe_span import PipeSpan, PipeTracer
 
 log = logging.getLogger("core.telemetry")
 CHILD = Path(__file__).with_name("_export_child.py")
@@ -86,7 +89,7 @@ class SpanPipe(SpanProcessor):
         self._delay = _env_int(env, "OTEL_BSP_SCHEDULE_DELAY", 5000) / 1000
         self._max_queue = _env_int(env, "OTEL_BSP_MAX_QUEUE_SIZE", 2048)
         self._batch = min(_env_int(env, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512), self._max_queue)
-        self._queue: deque[ReadableSpan] = deque()
+        self._queue: deque[ReadableSpan | PipeSpan] = deque()
         self._dropped = 0
         self._drop_lock = threading.Lock()
         self._send_lock = threading.Lock()
@@ -117,8 +120,11 @@ class SpanPipe(SpanProcessor):
         pass
 
     def on_end(self, span: ReadableSpan) -> None:
-        if not span.context.trace_flags.sampled:
-            return
+        if span.context.trace_flags.sampled:
+            self.put(span)
+
+    def put(self, span: ReadableSpan | PipeSpan) -> None:
+        """Queue a sampled span (an SDK span at its end, or a :class:`PipeSpan`)."""
         queue = self._queue
         if len(queue) >= self._max_queue or self._broken:
             self._count_dropped(1)
@@ -164,7 +170,8 @@ class SpanPipe(SpanProcessor):
         queue = self._queue
         with self._send_lock:
             while queue:
-                batch = [span_record(queue.popleft()) for _ in range(min(len(queue), self._batch))]
+                batch = [span.record() if type(span) is PipeSpan else span_record(span)  # type: ignore[arg-type]
+                         for span in [queue.popleft() for _ in range(min(len(queue), self._batch))]]
                 if not self._send(batch):
                     self._count_dropped(len(batch) + len(queue))
                     queue.clear()
@@ -191,11 +198,26 @@ class SpanPipe(SpanProcessor):
 
 
 _PIPES: list[SpanPipe] = []
+_DIRECT: list[tuple[TracerProvider, SpanPipe]] = []
 
 
-def register(pipe: SpanPipe) -> SpanPipe:
+def register(pipe: SpanPipe, sole_processor_of: TracerProvider | None = None) -> SpanPipe:
+    """Count ``pipe``'s drops in ``gateway_trace_spans_dropped_total``; with ``sole_processor_of``
+    (``pipe`` is that provider's only span processor) the gateway's own spans skip the SDK's span
+    object (:func:`pipe_tracer`)."""
     _PIPES.append(pipe)
+    if sole_processor_of is not None:
+        _DIRECT.append((sole_processor_of, pipe))
     return pipe
+
+
+def pipe_tracer(provider: trace.TracerProvider, name: str, version: str | None = None,
+                schema_url: str | None = None) -> trace.Tracer | None:
+    """A :class:`PipeTracer` when ``provider``'s only processor is a span pipe, else None."""
+    for sdk_provider, pipe in _DIRECT:
+        if sdk_provider is provider:
+            return PipeTracer(sdk_provider, pipe, name, version, schema_url)
+    return None
 
 
 def spans_dropped() -> int:

@@ -39,6 +39,19 @@ def tracing_active() -> bool:
     return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
 
 
+def own_tracer(name: str, version: str | None = None, schema_url: str | None = None) -> trace.Tracer:
+    """The tracer for the spans the gateway makes itself: with the span pipe as the provider's only
+    processor, one that skips the SDK's span object (``_pipe_span``); otherwise the provider's own."""
+    provider = trace.get_tracer_provider()
+    if tracing_active():
+        from ._span_pipe import pipe_tracer
+
+        direct = pipe_tracer(provider, name, version, schema_url)
+        if direct is not None:
+            return direct
+    return provider.get_tracer(name, version, schema_url)
+
+
 def inject_trace_context(headers: dict[str, str]) -> dict[str, str]:
     """Add ``traceparent`` (and ``tracestate``) of the current span to outgoing ``headers``.
 

@@ -1,0 +1,168 @@
+"""Spans for the span pipe without the SDK's span object: the gateway's own spans, on the event loop.
+
+The SDK's ``Tracer.start_span`` and ``Span.end`` cost ~50-130 µs a span here (attribute
+validation into ``BoundedAttributes``, locks, processor fan-out, a ``ReadableSpan`` at end), twice a
+request on the serving event loop. When the tracer provider's only processor is a
+:class:`~core.telemetry._span_pipe.SpanPipe`, nothing needs that object: the pipe reduces every span
+to a record. :class:`PipeTracer` makes the same span (same sampler decision, ids and trace flags as
+the SDK's tracer of that provider; the OpenTelemetry API's ``Span``, so context propagation, log
+correlation and ``use_span`` work as with any span) and :meth:`PipeSpan.end` queues it on the pipe,
+which writes its record. Used for the spans the gateway makes itself (the hot routes' request span,
+each upstream attempt, gRPC calls); everything else (FastAPI's other routes, Azure SDK calls) keeps
+the SDK's spans through the same provider.
+
+Attribute values are the gateway's own (str, int, bool, tuples of str), set as they are: no SDK
+limits apply (128 attributes, events, links by default; these spans have fewer than 20).
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Iterator, Mapping, Sequence
+from time import time_ns
+from typing import Any, Protocol
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.sampling import Decision
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.util._decorator import _agnosticcontextmanager
+from opentelemetry.util.types import Attributes, AttributeValue
+
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_DEFAULT = TraceFlags(TraceFlags.DEFAULT)
+_UNSET = Status(StatusCode.UNSET)
+
+
+class Queue(Protocol):
+    def put(self, span: PipeSpan) -> None: ...
+
+
+class PipeSpan(trace.Span):
+    """A recording span whose ``end`` hands it to the pipe (see ``record``)."""
+
+    __slots__ = ("_attributes", "_context", "_end", "_events", "_kind", "_links", "_name", "_parent", "_queue",
+                 "_sampled", "_scope", "_start", "_status")
+
+    def __init__(self, queue: Queue, name: str, context: SpanContext, parent: SpanContext | None, kind: SpanKind,
+                 attributes: dict[str, Any], links: Sequence[Link], scope: tuple[str, str | None, str | None],
+                 start: int) -> None:
+        self._queue = queue
+        self._name = name
+        self._context = context
+        self._parent = parent
+        self._kind = kind
+        self._attributes = attributes
+        self._links = links
+        self._scope = scope
+        self._start = start
+        self._end: int | None = None
+        self._events: list[tuple[str, dict[str, Any], int]] = []
+        self._status = _UNSET
+        self._sampled = context.trace_flags.sampled
+
+    def record(self) -> tuple[Any, ...]:
+        """What ``_span_pipe.span_record`` makes of an SDK span, for this one."""
+        ctx, parent, status = self._context, self._parent, self._status
+        state = ctx.trace_state
+        return (
+            self._name, ctx.trace_id, ctx.span_id, int(ctx.trace_flags), state.to_header() if state else "",
+            (parent.span_id, parent.is_remote) if parent is not None else None,
+            self._kind.value, self._start, self._end, self._attributes, self._events,
+            [(link.context.trace_id, link.context.span_id, int(link.context.trace_flags), dict(link.attributes or {}))
+             for link in self._links] if self._links else (),
+            status.status_code.value, status.description, self._scope,
+        )
+
+    def get_span_context(self) -> SpanContext:
+        return self._context
+
+    def is_recording(self) -> bool:
+        return self._end is None
+
+    def set_attributes(self, attributes: Mapping[str, AttributeValue]) -> None:
+        if self._end is None:
+            self._attributes.update(attributes)
+
+    def set_attribute(self, key: str, value: AttributeValue) -> None:
+        if self._end is None:
+            self._attributes[key] = value
+
+    def add_event(self, name: str, attributes: Attributes = None, timestamp: int | None = None) -> None:
+        if self._end is None:
+            self._events.append((name, dict(attributes or {}), timestamp if timestamp is not None else time_ns()))
+
+    def update_name(self, name: str) -> None:
+        if self._end is None:
+            self._name = name
+
+    def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
+        """As the SDK: an OK status is final, UNSET never overrides."""
+        if self._end is not None or self._status.status_code is StatusCode.OK:
+            return
+        if isinstance(status, StatusCode):
+            status = Status(status, description)
+        if status.status_code is not StatusCode.UNSET:
+            self._status = status
+
+    def record_exception(self, exception: BaseException, attributes: Attributes = None,
+                         timestamp: int | None = None, escaped: bool = False) -> None:
+        """The SDK's exception event (the exporter makes it an exception item)."""
+        stacktrace = "".join(traceback.format_exception(type(exception), exception, exception.__traceback__))
+        event: dict[str, Any] = {"exception.type": type(exception).__name__, "exception.message": str(exception),
+                 "exception.stacktrace": stacktrace, "exception.escaped": str(escaped)}
+        event.update(attributes or {})
+        self.add_event("exception", event, timestamp)
+
+    def end(self, end_time: int | None = None) -> None:
+        if self._end is not None:
+            return
+        self._end = end_time if end_time is not None else time_ns()
+        if self._sampled:
+            self._queue.put(self)
+
+
+class PipeTracer(trace.Tracer):
+    """``start_span`` as the SDK tracer of ``provider`` decides it, making :class:`PipeSpan` s."""
+
+    def __init__(self, provider: TracerProvider, queue: Queue, name: str, version: str | None = None,
+                 schema_url: str | None = None) -> None:
+        self._sampler = provider.sampler
+        self._ids = provider.id_generator
+        self._queue = queue
+        self._scope = (name, version, schema_url)
+
+    def start_span(self, name: str, context: Context | None = None, kind: SpanKind = SpanKind.INTERNAL,
+                   attributes: Attributes = None, links: Sequence[Link] | None = (), start_time: int | None = None,
+                   record_exception: bool = True, set_status_on_exception: bool = True) -> trace.Span:
+        links = links or ()
+        parent: SpanContext | None = trace.get_current_span(context).get_span_context()
+        ids = self._ids
+        if parent is None or not parent.is_valid:
+            parent = None
+            trace_id = ids.generate_trace_id()
+            random_trace_id = ids.is_trace_id_random()
+        else:
+            trace_id = parent.trace_id
+            random_trace_id = parent.trace_flags.random_trace_id
+        decision = self._sampler.should_sample(context, trace_id, name, kind, attributes, links)
+        flags = _SAMPLED if decision.decision is Decision.RECORD_AND_SAMPLE else _DEFAULT
+        if random_trace_id:
+            flags = TraceFlags(flags | TraceFlags.RANDOM_TRACE_ID)
+        span_context = SpanContext(trace_id, ids.generate_span_id(), is_remote=False, trace_flags=flags,
+                                   trace_state=decision.trace_state)
+        if decision.decision is Decision.DROP:
+            return trace.NonRecordingSpan(span_context)
+        return PipeSpan(self._queue, name, span_context, parent, kind, dict(decision.attributes or {}), links,
+                        self._scope, start_time if start_time is not None else time_ns())
+
+    @_agnosticcontextmanager
+    def start_as_current_span(self, name: str, context: Context | None = None, kind: SpanKind = SpanKind.INTERNAL,
+                              attributes: Attributes = None, links: Sequence[Link] | None = (),
+                              start_time: int | None = None, record_exception: bool = True,
+                              set_status_on_exception: bool = True, end_on_exit: bool = True) -> Iterator[trace.Span]:
+        span = self.start_span(name, context, kind, attributes, links, start_time)
+        with trace.use_span(span, end_on_exit=end_on_exit, record_exception=record_exception,
+                            set_status_on_exception=set_status_on_exception) as current:
+            yield current

@@ -1,0 +1,164 @@
+"""The export process builds the envelopes of the gateway's own spans itself (core/telemetry/_export_child.py,
+``Envelopes``) instead of the Azure Monitor exporter's conversion: what reaches Application Insights
+must not change. Each span here goes both ways (the real exporter's ``_convert_span_to_envelope`` on
+the rebuilt ``ReadableSpan``, and the export process's exporter on the record) and the JSON sent to
+the ingestion endpoint, and the form kept in offline storage, must be the same."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from azure.monitor.opentelemetry.exporter import ApplicationInsightsSampler, AzureMonitorTraceExporter
+from azure.monitor.opentelemetry.exporter._generated.exporter._utils.model_base import SdkJSONEncoder
+from azure.monitor.opentelemetry.exporter._utils import _get_telemetry_type
+from azure.monitor.opentelemetry.exporter.statsbeat.customer._utils import _get_telemetry_success_flag
+from opentelemetry import propagate, trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, Sampler
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from core import Completion, UpstreamUnavailable, Usage
+from core.telemetry import Tracing
+from core.telemetry._export_child import exporter_for, span_from
+from core.telemetry._pipe_span import PipeSpan, PipeTracer
+from core.telemetry._span_pipe import span_record
+
+CONNECTION = "InstrumentationKey=00000000-0000-4000-8000-000000000000;IngestionEndpoint=http://127.0.0.1:9/"
+CALLER = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+WHERE = {"tenant": "contoso", "instance": "AlphaOpenAI", "model": "gpt-4o",
+         "endpoint": "https://alpha.openai.azure.com/", "attempt": 1}
+REST = {"url.scheme": "http", "http.request.method": "POST", "network.protocol.version": "1.1",
+        "server.address": "127.0.0.1", "server.port": 8000, "url.path": "/openai/chat", "url.query": "tenant=contoso",
+        "http.route": "/openai/chat"}
+
+
+class Records(SpanProcessor):
+    """Every ended span as the span pipe records it, from SDK spans and from :class:`PipeSpan`."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[Any, ...]] = []
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self.records.append(span_record(span))
+
+    def put(self, span: PipeSpan) -> None:
+        self.records.append(span.record())
+
+
+def request_like(tracer: trace.Tracer, tracing: Tracing, status: int = 200, fail_first: bool = False) -> None:
+    """A REST request span in the caller's trace with its attempts (a failed one first on failover)."""
+    parent = propagate.extract({"traceparent": CALLER})
+    with tracer.start_as_current_span("POST /openai/chat", context=parent, kind=SpanKind.SERVER,
+                                      attributes=REST) as server:
+        if fail_first:
+            with pytest.raises(UpstreamUnavailable), tracing.attempt("chat", **WHERE):  # type: ignore[arg-type]
+                raise UpstreamUnavailable("AlphaOpenAI answered 503")
+        where = {**WHERE, "instance": "BetaOpenAI", "attempt": 2} if fail_first else WHERE
+        with tracing.attempt("chat", prompt=(), **where) as attempt:  # type: ignore[arg-type]
+            attempt.finish(Completion("Milan is in Lombardy.", "AlphaOpenAI", Usage(12, 6), usage_reported=True),
+                           model="gpt-4o-2024-08-06", finish_reasons=["stop"])
+        server.set_attributes({"http.response.status_code": status, **({"error.type": str(status)} if status >= 500
+                                                                        else {})})
+        if status >= 500:
+            server.set_status(StatusCode.ERROR)
+
+
+def grpc_like(tracer: trace.Tracer, tracing: Tracing) -> None:
+    parent = propagate.extract({"traceparent": CALLER})
+    service = "OpenAiRestApi.OpenAIServiceGrpc"
+    with tracer.start_as_current_span(f"/{service}/GetChatCompletions", context=parent, kind=SpanKind.SERVER,
+                                      record_exception=False, attributes={
+                                          "rpc.system": "grpc", "rpc.service": service,
+                                          "rpc.method": "GetChatCompletions"}) as span:
+        with tracing.attempt("chat", **WHERE):  # type: ignore[arg-type]
+            pass
+        span.set_attribute("rpc.grpc.status_code", 14)
+        span.set_status(Status(StatusCode.ERROR, "UNAVAILABLE"))
+
+
+def others(tracer: trace.Tracer, tracing: Tracing) -> None:
+    """Spans the direct builder leaves to the exporter: events, exceptions, Azure SDK calls, links."""
+    with tracer.start_as_current_span("POST /openai/chat", kind=SpanKind.SERVER, attributes=REST) as server:
+        server.add_event("retrying", {"gateway.attempt": 2})
+        server.record_exception(ValueError("bad input"))
+    tracer.start_span("Table.upsert_entity", kind=SpanKind.CLIENT,
+                      attributes={"az.namespace": "Microsoft.Storage", "http.request.method": "PATCH",
+                                  "url.full": "https://acct.table.core.windows.net/t", "server.address": "acct"}).end()
+    linked = tracer.start_span("linked", kind=SpanKind.INTERNAL)
+    linked.end()
+    tracer.start_span("with link", kind=SpanKind.CLIENT, links=[trace.Link(linked.get_span_context())],
+                      attributes={"gen_ai.system": "azure.ai.openai"}).end()
+    tracer.start_span("user agent", kind=SpanKind.SERVER, attributes={**REST, "user_agent.original": "AlwaysOn"}).end()
+    tracer.start_span("client", kind=SpanKind.SERVER, attributes={**REST, "client.address": "10.0.0.1"}).end()
+
+
+SCENARIOS: dict[str, Callable[[trace.Tracer, Tracing], None]] = {
+    "chat": request_like,
+    "failover": lambda tracer, tracing: request_like(tracer, tracing, fail_first=True),
+    "upstream error": lambda tracer, tracing: request_like(tracer, tracing, status=502),
+    "grpc": grpc_like,
+    "content": lambda tracer, tracing: request_like(tracer, Tracing(tracing._tracer, capture_content=True)),
+    "left to the exporter": others,
+}
+
+
+def records_of(scenario: Callable[[trace.Tracer, Tracing], None], sampler: Sampler, direct: bool) -> list[Any]:
+    resource = Resource.create({"service.name": "envelope-test"})
+    provider = TracerProvider(resource=resource, sampler=sampler, shutdown_on_exit=False)
+    records = Records()
+    provider.add_span_processor(records)
+    if direct:  # the gateway's own spans as the span pipe's PipeTracer makes them
+        scenario(PipeTracer(provider, records, "fastapi", "0.1", "https://opentelemetry.io/schemas/1.44.0"),
+                 Tracing(PipeTracer(provider, records, "core.gateway")))
+    else:
+        scenario(provider.get_tracer("fastapi"), Tracing(provider.get_tracer("core.gateway")))
+    return records.records
+
+
+def wire(items: list[Any]) -> list[Any]:
+    return [json.loads(json.dumps(item, cls=SdkJSONEncoder, exclude_readonly=True)) for item in items]
+
+
+def sdk_stats(items: list[Any]) -> list[Any]:
+    return [(_get_telemetry_type(item), _get_telemetry_success_flag(item)) for item in items]
+
+
+def stored(items: list[Any]) -> list[Any]:
+    return [json.loads(json.dumps(item.as_dict())) for item in items]
+
+
+@pytest.mark.parametrize("sampler", [ParentBased(ALWAYS_ON), ApplicationInsightsSampler(1.0)], ids=["parentbased",
+                                                                                                  "microsoft"])
+@pytest.mark.parametrize("direct", [False, True], ids=["sdk-spans", "pipe-spans"])
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_the_export_process_sends_the_envelopes_the_exporter_makes(name: str, direct: bool, sampler: Sampler,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL", "true")
+    monkeypatch.setenv("APPLICATIONINSIGHTS_CONTROLPLANE_DISABLED", "true")
+    records = records_of(SCENARIOS[name], sampler, direct)
+    assert records
+    exporter, resource = exporter_for({"connection_string": CONNECTION, "resource": {"service.name": "envelope-test"}})
+    stock = AzureMonitorTraceExporter(connection_string=CONNECTION, disable_offline_storage=True)
+    ours, theirs = [], []
+    built = 0
+    for record in records:
+        ours.append(exporter._span_to_envelope(record))
+        ours.extend(exporter._span_events_to_envelopes(record))
+        built += exporter._envelopes.build(record) is not None
+        span = span_from(record, resource, {})
+        theirs.append(stock._span_to_envelope(span))
+        theirs.extend(stock._span_events_to_envelopes(span))
+    assert wire(ours) == wire(theirs)
+    assert stored(ours) == stored(theirs)
+    assert sdk_stats(ours) == sdk_stats(theirs)  # what the exporter's customer SDK stats count
+    if name == "left to the exporter":
+        assert built == 0
+        assert "ExceptionData" in json.dumps(wire(ours))
+    else:  # the gateway's own spans all take the direct way
+        assert built == len(records)
+    if isinstance(sampler, ApplicationInsightsSampler):
+        assert all(item["sampleRate"] == 100.0 for item in wire(ours))
