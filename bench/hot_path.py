@@ -5,7 +5,8 @@ Starts on 127.0.0.1: the fixed-response fake upstream (bench/fake_upstream.py), 
 none, no limits, ledger off; "on": Auth:Mode jwt, a tenant limit far above the run, ledger in
 memory) and the gRPC host on the "off" settings, all on the fake upstream. Then:
 
-1. wrk at concurrency 16, then 1: direct (the fake upstream), the floor, ``/openai/chat``, the
+1. wrk at concurrency 16, then 1, in alternating rounds (every route for a slice, then again, three
+   times; the figures combine a route's slices): direct (the fake upstream), the floor, ``/openai/chat``, the
    compatible API pass-through, ``/openai/stream`` (SSE, whole streams) against the floor's
    stream; the gRPC host's ``GetChatCompletions`` by a grpc.aio client in its own process (wrk
    speaks no gRPC; that client costs more CPU than wrk, so the gRPC row is pessimistic);
@@ -55,7 +56,7 @@ class Plan:
 
     @classmethod
     def of(cls, quick: bool) -> Plan:
-        return cls(1, 1, 1, 10, 3_000) if quick else cls(4, 2, 2, 100, 100_000)
+        return cls(1, 1, 1, 10, 3_000) if quick else cls(2, 1, 3, 100, 100_000)
 
 
 @dataclass(frozen=True)
@@ -117,18 +118,29 @@ def routes(tmp: Path, ports: dict[str, int], bearer: dict[str, str]) -> list[Rou
     ]
 
 
-def load(plan: Plan, table: list[Route], grpc_port: int) -> dict[str, dict[str, float]]:
-    """Every route at concurrency 16, then 1; gRPC last at each level."""
-    results: dict[str, dict[str, float]] = {r.name: {} for r in table}
-    results["gRPC GetChatCompletions"] = {}
+def load(plan: Plan, table: list[Route], grpc_port: int) -> dict[str, dict[str, dict[str, float]]]:
+    """Every route at concurrency 16, then 1, in ``plan.rounds`` alternating rounds of slices (route
+    after route, then again), so that load from elsewhere on a shared machine falls on every route
+    alike; gRPC last in each round. A route's figures combine its slices (see :func:`combined`)."""
+    slices: dict[str, dict[str, list[dict[str, float]]]] = {r.name: {"c16": [], "c1": []} for r in table}
+    slices["gRPC GetChatCompletions"] = {"c16": [], "c1": []}
     for route in table:
         run_wrk(route.url, route.script, 4, 1)  # warm-up
     grpc_load(grpc_port, 4, 1)
     for connections, seconds, key in ((16, plan.c16_seconds, "c16"), (1, plan.c1_seconds, "c1")):
-        for route in table:
-            results[route.name][key] = run_wrk(route.url, route.script, connections, seconds)  # type: ignore[assignment]
-        results["gRPC GetChatCompletions"][key] = grpc_load(grpc_port, connections, seconds)  # type: ignore[assignment]
-    return results
+        for _ in range(plan.rounds):
+            for route in table:
+                slices[route.name][key].append(run_wrk(route.url, route.script, connections, seconds))
+            slices["gRPC GetChatCompletions"][key].append(grpc_load(grpc_port, connections, seconds))
+    return {name: {key: combined(runs) for key, runs in levels.items()} for name, levels in slices.items()}
+
+
+def combined(runs: list[dict[str, float]]) -> dict[str, float]:
+    """Slices of equal length as one run: mean req/s, median p50 and p99, summed counts."""
+    return {"rps": statistics.mean(r["rps"] for r in runs), "p50": statistics.median(r["p50"] for r in runs),
+            "p99": statistics.median(r["p99"] for r in runs), "requests": sum(r["requests"] for r in runs),
+            "errors": sum(r["errors"] for r in runs), "socket_errors": sum(r["socket_errors"] for r in runs),
+            "slices": float(len(runs))}
 
 
 def features(plan: Plan, table: list[Route]) -> dict[str, Any]:

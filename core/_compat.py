@@ -176,6 +176,9 @@ class RelayResponse:
     usage: Usage | None = None
     budget: Budget | None = None  # the tenant's limits after this request, for x-ratelimit-* headers
 
+    def with_budget(self, budget: Budget) -> RelayResponse:
+        return RelayResponse(self.status, self.headers, self.instance, self.body, self.stream, self.usage, budget)
+
 
 class RelayedStream:
     """SSE bytes as they arrive. Always ``aclose()`` it; billed once however it ends.

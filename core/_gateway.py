@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -181,7 +180,7 @@ class Gateway:
     def _budgeted(self, tenant: str, answer: _Answer) -> _Answer:
         """``answer`` with the tenant's remaining budget (itself when the tenant has no limits)."""
         budget = self.budget(tenant)
-        return answer if budget is None else dataclasses.replace(answer, budget=budget)
+        return answer if budget is None else answer.with_budget(budget)  # not dataclasses.replace: half the cost
 
     def _bill(self, tenant: str, method: Method, completion: Completion, ticket: Hold | None = None) -> None:
         """The one place a finished chat or stream (or a timed-out call's prompt) is accounted for:

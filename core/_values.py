@@ -59,6 +59,9 @@ class Completion:
     usage_reported: bool  # False when the upstream gave no usage and tiktoken counted instead
     budget: Budget | None = None  # the tenant's remaining budget, when it has limits
 
+    def with_budget(self, budget: Budget) -> Completion:
+        return Completion(self.text, self.instance, self.usage, self.usage_reported, budget)
+
 
 __all__ = [
     "Budget",

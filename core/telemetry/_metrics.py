@@ -12,6 +12,7 @@ exactly the exposed names dashboards query:
 from __future__ import annotations
 
 import threading
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
@@ -111,10 +112,8 @@ class TokenCollector:
 
 
 def _bucket_index(bounds: tuple[float, ...], value: float) -> int:
-    for i, bound in enumerate(bounds):
-        if value <= bound:
-            return i
-    return len(bounds)
+    """The first bucket whose upper bound is >= ``value`` (len(bounds): +Inf); bounds ascend."""
+    return bisect_left(bounds, value)
 
 
 def _cumulative(bounds: tuple[float, ...], counts: list[int]) -> list[tuple[str, float]]:
