@@ -355,3 +355,23 @@ async def test_a_tenant_over_its_limit_gets_rate_limit_error_from_the_gateway_be
                                           max_retries=0).chat.completions.create(
                 model=DEPLOYMENT, messages=[{"role": "user", "content": "Hi"}])
         await client.close()
+
+
+async def test_a_limited_tenant_sees_its_own_budget_not_the_instances_under_the_same_header_names(tmp_path):
+    """Azure sends x-ratelimit-remaining-* for the instance; a limited tenant's answer carries its own
+    budget under those names instead, once each (the instance's figures would mislead its backoff)."""
+    limits = {"Tenants": {"acme": {"RequestsPerMinute": 5}}, "WindowSeconds": 60}
+    async with gateway_stack(tmp_path, {**SIMS, "rpm": 1000, "tpm": 1_000_000}, **OVERRIDES, Limits=limits) as stack:
+        client = openai.AsyncAzureOpenAI(azure_endpoint=stack.url, api_key="caller", api_version=VERSION,
+                                         max_retries=0, default_headers={"X-Tenant": "acme"})
+        answer = await client.chat.completions.with_raw_response.create(
+            model=DEPLOYMENT, messages=[{"role": "user", "content": "Hi"}])
+        assert answer.headers.get_list("x-ratelimit-remaining-requests") == ["4"]
+        assert answer.headers.get_list("x-ratelimit-limit-requests") == ["5"]
+        unlimited = openai.AsyncAzureOpenAI(azure_endpoint=stack.url, api_key="caller", api_version=VERSION,
+                                            max_retries=0, default_headers={"X-Tenant": "zeta"})
+        passed = await unlimited.chat.completions.with_raw_response.create(
+            model=DEPLOYMENT, messages=[{"role": "user", "content": "Hi"}])
+        assert int(passed.headers["x-ratelimit-remaining-requests"]) > 900  # the instance's own, passed through
+        await client.close()
+        await unlimited.close()
