@@ -25,7 +25,7 @@ from ._values import Budget, ChatMessage, Completion, Usage
 from .access import Credentials, resolve_tenant
 from .config import SecretSource, Settings, load_settings
 from .state import MemoryStateStore, StateStore
-from .telemetry import own_tracer, tracing_active
+from .telemetry import extract_trace_context, own_tracer, tracing_active
 from .upstream import Operation
 
 __all__ = [
@@ -59,6 +59,7 @@ __all__ = [
     "Usage",
     "build_gateway",
     "configure_telemetry",
+    "extract_trace_context",
     "load_settings",
     "own_tracer",
     "parse_conversation",

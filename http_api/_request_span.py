@@ -21,10 +21,11 @@ from fastapi import __version__ as fastapi_version
 from fastapi.telemetry._api import TelemetryConfig, _exception_type
 from fastapi.telemetry._asgi import _HEADERS_GETTER, _SCHEMA_URL, _SENSITIVE_QUERY_PARAMETERS, _server_attributes
 from opentelemetry import context, propagate, trace
+from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind, StatusCode
 from starlette.datastructures import Headers
 
-from core import own_tracer
+from core import extract_trace_context, own_tracer
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -52,7 +53,9 @@ class RequestSpans:
         if tracer is None:  # the provider is installed before the first request, not before this object
             tracer = self._tracer = own_tracer("fastapi", fastapi_version, _SCHEMA_URL)
         headers = Headers(scope=scope)
-        parent = propagate.extract(headers, getter=_HEADERS_GETTER)
+        parent = _parent(scope)
+        if parent is None:
+            parent = propagate.extract(headers, getter=_HEADERS_GETTER)
         method = scope["method"]
         attributes: dict[str, Any] = {"url.scheme": scope.get("scheme", "http"), "http.request.method": method}
         if scope.get("http_version"):
@@ -120,6 +123,23 @@ class RequestSpans:
                 self._queries.clear()
             text = self._queries[query] = _redacted(query)
         return {"url.path": scope["path"], "url.query": text}
+
+
+def _parent(scope: Scope) -> Context | None:
+    """The caller's trace context read directly (``core.extract_trace_context``: what
+    ``propagate.extract`` makes of the headers, or None when it must be asked itself)."""
+    traceparent: str | None = None
+    states: list[str] | None = None
+    has_baggage = False
+    for name, value in scope["headers"]:
+        if name == b"traceparent":
+            if traceparent is None:
+                traceparent = value.decode("latin-1")
+        elif name == b"tracestate":
+            (states := states or []).append(value.decode("latin-1"))
+        elif name == b"baggage":
+            has_baggage = True
+    return extract_trace_context(traceparent, states, has_baggage)
 
 
 def _redacted(query: bytes) -> str:

@@ -2,7 +2,9 @@
 ``_remote_write``, the Application Insights distro in ``_azure_monitor`` (loaded only when on)."""
 
 from ._metrics import GatewayMetrics, RateLimitMetrics, TokenCollector
-from ._tracing import Attempt, Tracing, inject_trace_context, own_tracer, tracing_active
+from ._tracing import Attempt, Tracing, own_tracer, tracing_active
+from ._w3c import extract as extract_trace_context
+from ._w3c import inject as inject_trace_context
 
-__all__ = ["Attempt", "GatewayMetrics", "RateLimitMetrics", "TokenCollector", "Tracing", "inject_trace_context",
-           "own_tracer", "tracing_active"]
+__all__ = ["Attempt", "GatewayMetrics", "RateLimitMetrics", "TokenCollector", "Tracing", "extract_trace_context",
+           "inject_trace_context", "own_tracer", "tracing_active"]

@@ -1,7 +1,8 @@
 """The span export process started by :class:`core.telemetry._span_pipe.SpanPipe`: its whole program.
 
-Reads length-prefixed pickles from stdin: first the configuration (connection string, whether to
-ingest with a managed identity, the resource attributes), then batches of span records. Each
+Reads length-prefixed messages from stdin: first the configuration, pickled (connection string,
+whether to ingest with a managed identity, the resource attributes), then batches of span records
+(each record pickled on its own, the batch their concatenation). Each
 batch goes through the real ``AzureMonitorTraceExporter``'s ``export`` (transport, retries, offline
 storage, Entra credential as in-process). Only the envelope of each span is made differently for
 the spans the gateway itself makes (:class:`Envelopes`: request spans of the hosts, GenAI attempt
@@ -21,6 +22,7 @@ only, not the gateway.
 from __future__ import annotations
 
 import datetime
+import io
 import logging
 import pickle
 import signal
@@ -65,8 +67,8 @@ _KINDS = {kind.value: kind for kind in SpanKind}
 _CODES = {code.value: code for code in StatusCode}
 
 
-def read_message(stream: IO[bytes]) -> Any:
-    """The next pickled message, or None at end of input."""
+def read_message(stream: IO[bytes]) -> bytes | None:
+    """The next message, or None at end of input."""
     header = stream.read(_HEADER.size)
     if len(header) < _HEADER.size:
         return None
@@ -74,7 +76,16 @@ def read_message(stream: IO[bytes]) -> Any:
     payload = stream.read(size)
     if len(payload) < size:
         return None
-    return pickle.loads(payload)  # our own parent, over our own pipe
+    return payload
+
+
+def records_in(batch: bytes) -> list[tuple[Any, ...]]:
+    """The span records of a batch: pickles one after another (our own parent, over our own pipe)."""
+    stream = io.BytesIO(batch)
+    records = []
+    while stream.tell() < len(batch):
+        records.append(pickle.load(stream))
+    return records
 
 
 def span_from(record: tuple[Any, ...], resource: Resource, scopes: dict[Any, InstrumentationScope]) -> ReadableSpan:
@@ -273,14 +284,14 @@ def main() -> int:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s span-export: %(name)s: %(message)s")
     stream = sys.stdin.buffer
-    config = read_message(stream)
-    if config is None:
+    message = read_message(stream)
+    if message is None:
         return 0
-    exporter, _ = exporter_for(config)
+    exporter, _ = exporter_for(pickle.loads(message))  # the configuration: one pickle
     try:
-        while (records := read_message(stream)) is not None:
-            if records:
-                exporter.export(records)  # records, not spans: see _Exporter
+        while (batch := read_message(stream)) is not None:
+            if batch:
+                exporter.export(records_in(batch))  # records, not spans: see _Exporter
     finally:
         exporter.shutdown()
     return 0

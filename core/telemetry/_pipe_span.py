@@ -25,14 +25,26 @@ from typing import Any, Protocol
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.sampling import Decision
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, Decision, ParentBased, Sampler
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.util._decorator import _agnosticcontextmanager
 from opentelemetry.util.types import Attributes, AttributeValue
 
-_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
-_DEFAULT = TraceFlags(TraceFlags.DEFAULT)
+_FLAGS = {(sampled, random): TraceFlags((TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT)
+                                        | (TraceFlags.RANDOM_TRACE_ID if random else 0))
+          for sampled in (False, True) for random in (False, True)}  # (sampled, random trace id) -> flags
 _UNSET = Status(StatusCode.UNSET)
+
+
+def _parent_decides(sampler: Sampler) -> bool:
+    """``sampler`` is ``ParentBased(ALWAYS_ON)`` (the default, ``parentbased_always_on``): a parent's
+    decision is followed, a root is sampled."""
+    if type(sampler) is not ParentBased:
+        return False
+    delegates = vars(sampler)
+    return all(delegates.get(f"_{name}") is ALWAYS_ON for name in ("root", "remote_parent_sampled",
+                                                                     "local_parent_sampled")) and all(
+        delegates.get(f"_{name}") is ALWAYS_OFF for name in ("remote_parent_not_sampled", "local_parent_not_sampled"))
 
 
 class Queue(Protocol):
@@ -129,6 +141,7 @@ class PipeTracer(trace.Tracer):
     def __init__(self, provider: TracerProvider, queue: Queue, name: str, version: str | None = None,
                  schema_url: str | None = None) -> None:
         self._sampler = provider.sampler
+        self._parent_decides = _parent_decides(provider.sampler)
         self._ids = provider.id_generator
         self._queue = queue
         self._scope = (name, version, schema_url)
@@ -146,15 +159,20 @@ class PipeTracer(trace.Tracer):
         else:
             trace_id = parent.trace_id
             random_trace_id = parent.trace_flags.random_trace_id
-        decision = self._sampler.should_sample(context, trace_id, name, kind, attributes, links)
-        flags = _SAMPLED if decision.decision is Decision.RECORD_AND_SAMPLE else _DEFAULT
-        if random_trace_id:
-            flags = TraceFlags(flags | TraceFlags.RANDOM_TRACE_ID)
-        span_context = SpanContext(trace_id, ids.generate_span_id(), is_remote=False, trace_flags=flags,
-                                   trace_state=decision.trace_state)
-        if decision.decision is Decision.DROP:
+        if self._parent_decides:  # what ParentBased(ALWAYS_ON) decides, without its calls and result object
+            sampled = recording = parent is None or parent.trace_flags.sampled
+            state = parent.trace_state if parent is not None else None
+            kept = dict(attributes) if recording and attributes else {}
+        else:
+            decision = self._sampler.should_sample(context, trace_id, name, kind, attributes, links)
+            sampled = decision.decision is Decision.RECORD_AND_SAMPLE
+            recording = sampled or decision.decision is Decision.RECORD_ONLY
+            state, kept = decision.trace_state, dict(decision.attributes or {})
+        span_context = SpanContext(trace_id, ids.generate_span_id(), is_remote=False,
+                                   trace_flags=_FLAGS[sampled, bool(random_trace_id)], trace_state=state)
+        if not recording:
             return trace.NonRecordingSpan(span_context)
-        return PipeSpan(self._queue, name, span_context, parent, kind, dict(decision.attributes or {}), links,
+        return PipeSpan(self._queue, name, span_context, parent, kind, kept, links,
                         self._scope, start_time if start_time is not None else time_ns())
 
     @_agnosticcontextmanager

@@ -18,13 +18,16 @@ It keeps ``error.type`` out of customDimensions, so a failed attempt also says `
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
+from types import TracebackType
 from typing import Literal
 from urllib.parse import urlsplit
 
 import orjson
-from opentelemetry import context, propagate, trace
+from opentelemetry import trace
+from opentelemetry.context import attach as _attach
+from opentelemetry.context import detach as _detach
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from .._errors import GatewayError
@@ -52,25 +55,33 @@ def own_tracer(name: str, version: str | None = None, schema_url: str | None = N
     return provider.get_tracer(name, version, schema_url)
 
 
-def inject_trace_context(headers: dict[str, str]) -> dict[str, str]:
-    """Add ``traceparent`` (and ``tracestate``) of the current span to outgoing ``headers``.
-
-    Does nothing without a valid current span, so it costs next to nothing when tracing is off.
-    """
-    if trace.get_current_span().get_span_context().is_valid:
-        propagate.inject(headers)
-    return headers
-
-
 class Attempt:
-    """The span of one upstream attempt. ``finish`` records the answer and ends it once."""
+    """The span of one upstream attempt. ``finish`` records the answer and ends it once.
 
-    __slots__ = ("_capture", "_open", "_span")
+    Also the block of :meth:`Tracing.attempt` (a plain context manager, no generator): the span is
+    current inside; an error raised in the block marks it failed and ends it.
+    """
+
+    __slots__ = ("_capture", "_open", "_span", "_token")
 
     def __init__(self, span: Span | None, capture_content: bool) -> None:
         self._span = span
         self._capture = capture_content
         self._open = span is not None
+
+    def __enter__(self) -> Attempt:
+        assert self._span is not None
+        self._token = _attach(trace.set_span_in_context(self._span))  # current: the upstream call carries it
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        if error is not None:
+            self.fail(error)
+        _detach(self._token)
+        if self._open and self._span is not None:
+            self._span.end()
+            self._span = None
 
     def hand_over(self) -> None:
         """Keep the span open after the attempt's block (a stream ends it in ``finish``)."""
@@ -108,11 +119,6 @@ class Attempt:
         span.set_status(Status(StatusCode.ERROR, detail))
         span.end()
 
-    def _exit(self) -> None:
-        if self._open and self._span is not None:
-            self._span.end()
-            self._span = None
-
 
 _NO_ATTEMPT = Attempt(None, False)
 _NO_SPAN = nullcontext(_NO_ATTEMPT)  # reentrant and reusable: one for every untraced attempt
@@ -142,7 +148,7 @@ class Tracing:
     def __init__(self, tracer: trace.Tracer | None = None, *, capture_content: bool = False) -> None:
         self._tracer = tracer
         self._capture = capture_content
-        self._static: dict[tuple[str, str, str, str], dict[str, str | int | bool]] = {}
+        self._static: dict[tuple[str, str, str, str], tuple[str, dict[str, str | int | bool]]] = {}
 
     @property
     def enabled(self) -> bool:
@@ -167,37 +173,22 @@ class Tracing:
         """
         if self._tracer is None:
             return _NO_SPAN
-        return self._attempt(operation, tenant, instance, model, endpoint, attempt, prompt)
-
-    @contextmanager
-    def _attempt(
-        self, operation: Operation, tenant: str, instance: str, model: str, endpoint: str, attempt: int,
-        prompt: Sequence[ChatMessage],
-    ) -> Iterator[Attempt]:
-        assert self._tracer is not None
         server = trace.get_current_span()
         if server.is_recording():  # the host's request span: who was served, by which instance
             server.set_attributes({"gateway.tenant": tenant, "gateway.instance": instance, "gateway.limited": False})
         key = (operation, model, endpoint, instance)
-        static = self._static.get(key)
-        if static is None:
-            static = self._static[key] = _static_attributes(operation, model, endpoint, instance)
+        known = self._static.get(key)
+        if known is None:
+            static = _static_attributes(operation, model, endpoint, instance)
+            known = self._static[key] = (f"{operation} {model}", static)
+        name, static = known
         attributes: dict[str, str | int | bool] = {**static, "gateway.tenant": tenant, "gateway.attempt": attempt}
         if self._capture and prompt:
             attributes["gen_ai.input.messages"] = orjson.dumps(
                 [{"role": m.role, "parts": [{"type": "text", "content": m.content}]} for m in prompt]
             ).decode()
-        span = self._tracer.start_span(f"{operation} {model}", kind=SpanKind.CLIENT, attributes=attributes)
-        handle = Attempt(span, self._capture)
-        token = context.attach(trace.set_span_in_context(span))  # current: the upstream call carries it
-        try:
-            yield handle
-        except BaseException as exc:
-            handle.fail(exc)
-            raise
-        finally:
-            context.detach(token)
-            handle._exit()
+        span = self._tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
+        return Attempt(span, self._capture)
 
     def limited(self, tenant: str) -> None:
         """Mark the current (request) span: ``tenant`` was refused by its limits (``gateway.limited``)."""

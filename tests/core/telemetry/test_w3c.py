@@ -1,0 +1,74 @@
+"""The W3C trace context read and written directly (core/telemetry/_w3c.py) must continue exactly the
+traces OpenTelemetry's default propagators would: same parent (ids, flags, tracestate) for every
+``traceparent`` a caller may send, valid or not, and the same headers to Azure OpenAI."""
+
+from __future__ import annotations
+
+import pytest
+from opentelemetry import baggage, context, propagate, trace
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
+from opentelemetry.propagators.composite import CompositePropagator
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from core import extract_trace_context
+from core.telemetry import inject_trace_context
+
+IDS = "0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331"
+TRACEPARENTS = [
+    None, "", f"00-{IDS}-01", f"00-{IDS}-00", f"  00-{IDS}-01\t", f"01-{IDS}-01-future", f"00-{IDS}-01-extra",
+    f"ff-{IDS}-01", f"00-{'0' * 32}-b7ad6b7169203331-01", f"00-0af7651916cd43dd8448eb211c80319c-{'0' * 16}-01",
+    f"00-{IDS.upper()}-01", "00-0af7651916cd43dd-b7ad6b7169203331-01", "garbage", f"00-{IDS}-03",
+]
+TRACESTATES = [None, ["congo=t61rcWkgMzE"], ["congo=t61rcWkgMzE", "rojo=00f067aa0ba902b7"], ["not a state"],
+               ["a=" + "x" * 600]]
+
+
+def parent_of(ctx: context.Context) -> SpanContext:
+    return trace.get_current_span(ctx).get_span_context()
+
+
+@pytest.mark.parametrize("traceparent", TRACEPARENTS)
+@pytest.mark.parametrize("tracestates", TRACESTATES)
+def test_a_callers_trace_context_is_read_as_the_default_propagators_read_it(
+        traceparent: str | None, tracestates: list[str] | None) -> None:
+    carrier: dict[str, str] = {}
+    if traceparent is not None:
+        carrier["traceparent"] = traceparent
+    if tracestates is not None:
+        carrier["tracestate"] = ",".join(tracestates)
+    expected = parent_of(propagate.extract(carrier))
+    direct = extract_trace_context(traceparent, tracestates, False)
+    found = parent_of(direct if direct is not None else propagate.extract(carrier))
+    assert found == expected
+    assert found.trace_state == expected.trace_state
+
+
+def test_baggage_or_other_propagators_are_left_to_opentelemetry() -> None:
+    assert extract_trace_context(f"00-{IDS}-01", None, True) is None
+    saved = propagate.get_global_textmap()
+    propagate.set_global_textmap(CompositePropagator([TraceContextTextMapPropagator()]))
+    try:
+        assert extract_trace_context(f"00-{IDS}-01", None, False) is None
+    finally:
+        propagate.set_global_textmap(saved)
+    assert extract_trace_context(f"00-{IDS}-01", None, False) is not None
+    assert [type(p) for p in saved._propagators] == [  # type: ignore[attr-defined]
+        TraceContextTextMapPropagator, W3CBaggagePropagator]
+
+
+@pytest.mark.parametrize("state", [TraceState(), TraceState([("congo", "t61rcWkgMzE"), ("rojo", "00f067aa0ba902b7")])])
+@pytest.mark.parametrize("flags", [TraceFlags.SAMPLED, TraceFlags.DEFAULT])
+def test_the_upstream_call_carries_what_the_default_propagators_write(state: TraceState, flags: int) -> None:
+    span = NonRecordingSpan(SpanContext(0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331, is_remote=False,
+                                        trace_flags=TraceFlags(flags), trace_state=state))
+    for ctx in (trace.set_span_in_context(span),
+                baggage.set_baggage("tenant", "contoso", trace.set_span_in_context(span))):
+        token = context.attach(ctx)
+        try:
+            expected: dict[str, str] = {"Accept": "application/json"}
+            propagate.inject(expected)
+            assert inject_trace_context({"Accept": "application/json"}) == expected
+        finally:
+            context.detach(token)
+    assert inject_trace_context({"Accept": "application/json"}) == {"Accept": "application/json"}
