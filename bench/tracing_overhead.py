@@ -89,6 +89,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=10, help="seconds per gateway and concurrency (default 10)")
     parser.add_argument("--slices", type=int, default=5, help="alternating off/on wrk runs per concurrency (default 5)")
+    parser.add_argument("--upstream", choices=["simulator", "fake"], default="simulator",
+                        help="the simulator in zero-latency mode (default), or bench/fake_upstream.py (fixed "
+                             "answers, the hot-path bench's: next to no CPU, as a remote Azure OpenAI takes none here)")
     parser.add_argument("--receiver", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.receiver:
@@ -105,7 +108,7 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmpdir, Processes() as procs:
         tmp = Path(tmpdir)
-        config = bench_config(tmp, procs.simulator())
+        config = bench_config(tmp, procs.simulator() if args.upstream == "simulator" else procs.fake_upstream())
         procs.start([sys.executable, __file__, "--receiver", str(ingest_port)], ingest_port)
         off_port, on_port = procs.gateway(config, env=base_env), procs.gateway(config, env=on_env)
         script = lua_script(tmp, {"Content-Type": "application/json", "traceparent": TRACEPARENT},

@@ -20,6 +20,7 @@ from ._errors import (
     UpstreamUnavailable,
 )
 from ._gateway import Gateway
+from ._heap import freeze_startup_heap
 from ._stream import ChatStream
 from ._values import Budget, ChatMessage, Completion, Usage
 from .access import Credentials, resolve_tenant
@@ -60,6 +61,7 @@ __all__ = [
     "build_gateway",
     "configure_telemetry",
     "extract_trace_context",
+    "freeze_startup_heap",
     "load_settings",
     "own_tracer",
     "parse_conversation",

@@ -18,7 +18,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry
 
-from core import ConfigurationError, Gateway, Settings, StateStore, build_gateway, tracing_active
+from core import ConfigurationError, Gateway, Settings, StateStore, build_gateway, freeze_startup_heap, tracing_active
 from protos import openai_pb2, openai_pb2_grpc
 
 from ._config import GrpcHostSettings
@@ -115,6 +115,7 @@ def _interceptors() -> list[grpc.aio.ServerInterceptor]:
 async def serve(settings: Settings, host_settings: GrpcHostSettings) -> int:
     """Run until SIGTERM or SIGINT, drain, and return the process exit code (0)."""
     host = await start_host(settings, host_settings)
+    freeze_startup_heap()  # the gateway is built: full collections skip it from now on
     log.info(
         "gRPC host listening on %s (metrics on http://%s/metrics)",
         _endpoint(host.address, host.port),

@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 
 import uvicorn
 
-from core import ConfigurationError, Settings
+from core import ConfigurationError, Settings, freeze_startup_heap
 
 from ._guard import BodyGuard, guarded_protocol
 from ._handlers import quiet_stream_aborts
@@ -100,6 +100,7 @@ async def serve(settings: Settings, limits: RestHostSettings, *, log_level: str 
                 hot_routes: bool = True) -> int:
     """Serve until SIGINT/SIGTERM (uvicorn's handlers); the exit code."""
     async with running(settings, limits, log_level=log_level, hot_routes=hot_routes) as (server, task, port):
+        freeze_startup_heap()  # the gateway is built: full collections skip it from now on
         log.info("REST gateway listening on http://%s:%d", limits.host, port)
         await task
         return 0 if server.started else 1
