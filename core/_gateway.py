@@ -346,7 +346,6 @@ class Gateway:
         await self._store.aclose()
 
 
-
 class _RefundOnFailure:
     """:meth:`Gateway._refund_on_failure`'s block (a plain class: no generator per request)."""
 
