@@ -21,6 +21,10 @@ from ._limits import load_rest_host_settings
 from ._server import serve
 
 
+async def _no_app(scope: object, receive: object, send: object) -> None:
+    """Stands in for the app in the uvicorn config asked only for its event loop factory."""
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m http_api", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", help="JSON settings file (the C# sample's appsettings layout)")
@@ -36,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings(json_path=args.config or os.environ.get("GATEWAY_CONFIG") or None)
         limits = load_rest_host_settings(os.environ, {"host": args.host, "port": args.port})
         configure_telemetry(settings, service_name="openai-gateway-rest", export_process=True)  # APPLICATIONINSIGHTS_*
-        with asyncio.Runner(loop_factory=uvicorn.Config(app=None, loop="auto").get_loop_factory()) as runner:
+        loop_factory = uvicorn.Config(app=_no_app, loop="auto").get_loop_factory()  # uvloop when installed
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
             return runner.run(serve(settings, limits, log_level=args.log_level))
     except ConfigurationError as exc:
         print(f"http_api: invalid configuration: {exc.detail}", file=sys.stderr)

@@ -92,11 +92,11 @@ class HotRoutes:
 
 
 async def _serve(handler: Handler, scope: Scope, receive: Receive, send: Send) -> None:
-    response = await handler(Request(scope, receive))  # type: ignore[arg-type]
+    response = await handler(Request(scope, receive))
     if isinstance(response, StreamingResponse) and response.background is None:
         await _stream(response, receive, send)
     else:
-        await response(scope, receive, send)  # type: ignore[arg-type]
+        await response(scope, receive, send)
 
 
 async def _stream(response: StreamingResponse, receive: Receive, send: Send) -> None:

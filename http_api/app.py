@@ -49,7 +49,7 @@ _TENANT_PARAMS: list[dict[str, Any]] = [
     {"name": "X-Tenant", "in": "header", "required": False, "schema": _TENANT_SCHEMA},
 ]
 _INT32: dict[str, Any] = {"type": "integer", "format": "int32", "minimum": -(2**31), "maximum": 2**31 - 1}
-_PROBLEM = {"application/problem+json": {}}
+_PROBLEM: dict[str, Any] = {"application/problem+json": {}}
 _ERRORS: dict[str, Any] = {
     str(code): {"description": text, "content": {"application/problem+json": {}}}
     for code, text in [(400, "Bad input"), (401, "Unauthenticated"), (403, "Another tenant than the credentials'"),
