@@ -17,6 +17,9 @@ generation, and made full collections both more frequent and longer).
   waits for the child, which exports everything it read before it exits.
 - No orphan: the child exits at end of input, i.e. when the parent closes the pipe or dies
   (even by SIGKILL); it ignores SIGINT/SIGTERM so a group signal cannot cut the last flush.
+- Restarted: a child found gone (a write to it fails) is started again by the writer thread after
+  1 s, then 2, 4... up to 60 s while it keeps dying; spans wait in the bounded queue meanwhile
+  (beyond it: dropped and counted), the batch whose write failed included.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -44,6 +48,7 @@ from ._pipe_span import PipeSpan, PipeTracer
 log = logging.getLogger("core.telemetry")
 CHILD = Path(__file__).with_name("_export_child.py")
 _HEADER = struct.Struct(">I")
+RESTART_SECONDS = (1.0, 60.0)  # a dead export process: first wait, longest wait
 _ROOT = str(Path(__file__).resolve().parents[2])
 
 
@@ -98,9 +103,10 @@ class SpanPipe(SpanProcessor):
         self._wake = threading.Event()
         self._stopping = False
         self._broken = False
-        child_env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (_ROOT, os.environ.get("PYTHONPATH")) if p)}
-        self._child = subprocess.Popen([sys.executable, "-P", str(CHILD)], stdin=subprocess.PIPE, env=child_env)
-        self._send(pickle.dumps(dict(config), protocol=pickle.HIGHEST_PROTOCOL))
+        self._config = pickle.dumps(dict(config), protocol=pickle.HIGHEST_PROTOCOL)
+        self._backoff = RESTART_SECONDS[0]
+        self._restart_at = 0.0
+        self._child = self._start_child()
         self._thread = threading.Thread(target=self._run, name="SpanPipe", daemon=True)
         self._thread.start()
 
@@ -131,7 +137,7 @@ class SpanPipe(SpanProcessor):
 
     def _put(self, record: tuple[Any, ...]) -> None:
         queue = self._queue
-        if len(queue) >= self._max_queue or self._broken:
+        if len(queue) >= self._max_queue:
             self._count_dropped(1)
             return
         queue.append(pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL))
@@ -150,7 +156,12 @@ class SpanPipe(SpanProcessor):
         self._stopping = True
         self._wake.set()
         self._thread.join()
+        if self._broken:  # the export process died since the last write: one more, for the last spans
+            self._restart()
         self._send_queued()
+        if self._queue:
+            self._count_dropped(len(self._queue))
+            self._queue.clear()
         try:
             if self._child.stdin is not None:
                 self._child.stdin.close()
@@ -167,30 +178,62 @@ class SpanPipe(SpanProcessor):
 
     def _run(self) -> None:
         while not self._stopping:
-            self._wake.wait(self._delay)
+            self._wake.wait(min(self._delay, self._backoff) if self._broken else self._delay)
             self._wake.clear()
+            if self._broken and not self._stopping and time.monotonic() >= self._restart_at:
+                self._restart()
             self._send_queued()
 
     def _send_queued(self) -> None:
         queue = self._queue
         with self._send_lock:
-            while queue:
-                count = min(len(queue), self._batch)
-                if not self._send(b"".join([queue.popleft() for _ in range(count)])):  # pickles, one after another
-                    self._count_dropped(count + len(queue))
-                    queue.clear()
+            while queue and not self._broken:
+                batch = [queue.popleft() for _ in range(min(len(queue), self._batch))]
+                if not self._send(b"".join(batch)):  # pickles, one after another
+                    queue.extendleft(reversed(batch))  # for the next export process (it never saw them)
+                    while len(queue) > self._max_queue:
+                        queue.pop()
+                        self._count_dropped(1)
+                elif time.monotonic() - self._started_at > RESTART_SECONDS[1]:
+                    self._backoff = RESTART_SECONDS[0]  # this one has lived: the next death waits 1 s again
 
     def _send(self, payload: bytes) -> bool:
-        if self._broken or self._child.stdin is None:
+        stdin = self._child.stdin
+        if self._broken or stdin is None:
             return False
         try:
-            self._child.stdin.write(_HEADER.pack(len(payload)) + payload)
-            self._child.stdin.flush()
+            stdin.write(_HEADER.pack(len(payload)) + payload)
+            stdin.flush()
         except (BrokenPipeError, OSError, ValueError):
             self._broken = True
-            log.error("the span export process (pid %d) is gone; spans are dropped from now on", self._child.pid)
+            self._restart_at = time.monotonic() + self._backoff
+            log.error("the span export process (pid %d) is gone (exit code %s); starting another in %g s, "
+                      "spans wait in the queue meanwhile", self._child.pid, self._child.poll(), self._backoff)
             return False
         return True
+
+    def _start_child(self) -> subprocess.Popen[bytes]:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (_ROOT, os.environ.get("PYTHONPATH")) if p)}
+        child = subprocess.Popen([sys.executable, "-P", str(CHILD)], stdin=subprocess.PIPE, env=env)
+        self._child, self._started_at = child, time.monotonic()
+        self._send(self._config)
+        return child
+
+    def _restart(self) -> None:
+        """Another export process for a dead one (the writer thread's, with the send lock)."""
+        with self._send_lock:
+            old = self._child
+            try:
+                if old.stdin is not None:
+                    old.stdin.close()
+            except OSError:
+                pass
+            old.poll()  # reaped, if it has exited
+            self._broken = False
+            self._start_child()
+            if not self._broken:
+                log.warning("span export process restarted (pid %d, was %d)", self._child.pid, old.pid)
+            self._backoff = min(self._backoff * 2, RESTART_SECONDS[1])
 
     def _count_dropped(self, count: int) -> None:
         with self._drop_lock:

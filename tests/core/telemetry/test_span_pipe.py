@@ -165,6 +165,34 @@ async def test_a_stalled_export_drops_spans_by_count_and_never_blocks() -> None:
         assert received + pipe.dropped == 2 * len(made) == 5000  # every span arrived or was counted
 
 
+async def _received(ingestion: Ingestion, requests: int, seconds: float = 60) -> int:
+    """Request envelopes received, once there are ``requests`` of them (or ``seconds`` have passed)."""
+    for _ in range(int(seconds * 10)):
+        if len(ingestion.of_type("RequestData")) >= requests:
+            break
+        await asyncio.sleep(0.1)
+    return len(ingestion.of_type("RequestData"))
+
+
+async def test_a_dead_export_process_is_replaced_and_nothing_made_meanwhile_is_lost() -> None:
+    async with ingestion_standin() as ingestion:
+        provider, pipe = pipe_to(ingestion, OTEL_BSP_SCHEDULE_DELAY="50")
+        first = set(await asyncio.to_thread(lambda: list(requests_with_attempts(provider, 100))))
+        assert await _received(ingestion, 100) == 100
+        dead = pipe.child_pid
+        os.kill(dead, signal.SIGKILL)  # an export process that crashed
+        while alive(dead):
+            await asyncio.sleep(0.05)
+        later = set(await asyncio.to_thread(lambda: list(requests_with_attempts(provider, 100))))
+        assert await _received(ingestion, 200) == 200  # the queue went to the new export process
+        assert pipe.child_pid != dead and pipe.child_exit_code is None
+        await asyncio.to_thread(provider.shutdown)
+        assert pipe.dropped == 0 and pipe.child_exit_code == 0
+        ids = {e["data"]["baseData"]["id"] for e in ingestion.of_type("RequestData")}
+        assert ids == first | later
+        assert len(ingestion.of_type("RemoteDependencyData")) == 200
+
+
 HOST = textwrap.dedent("""
     import glob, json, os, sys
     from opentelemetry import trace
