@@ -181,8 +181,11 @@ async def test_a_dead_export_process_is_replaced_and_nothing_made_meanwhile_is_l
         assert await _received(ingestion, 100) == 100
         dead = pipe.child_pid
         os.kill(dead, signal.SIGKILL)  # an export process that crashed
-        while alive(dead):
+        for _ in range(200):
+            if not alive(dead):
+                break
             await asyncio.sleep(0.05)
+        assert not alive(dead)
         later = set(await asyncio.to_thread(lambda: list(requests_with_attempts(provider, 100))))
         assert await _received(ingestion, 200) == 200  # the queue went to the new export process
         assert pipe.child_pid != dead and pipe.child_exit_code is None
