@@ -13,6 +13,7 @@ import json
 import os
 import re
 import signal
+import statistics
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -125,6 +126,15 @@ def run_wrk(url: str, script: Path, connections: int, duration: int) -> dict[str
             "errors": float(errors.group(1)) if errors else 0.0,
             "socket_errors": float(sum(map(int, sockets.groups()))) if sockets else 0.0,
             "requests": float(re.search(r"(\d+) requests in", out).group(1))}  # type: ignore[union-attr]
+
+
+def combined(runs: list[dict[str, float]]) -> dict[str, float]:
+    """wrk runs of equal length (alternating slices) as one: mean req/s, median p50 and p99,
+    summed counts."""
+    return {"rps": statistics.fmean(r["rps"] for r in runs), "p50": statistics.median(r["p50"] for r in runs),
+            "p99": statistics.median(r["p99"] for r in runs), "requests": sum(r["requests"] for r in runs),
+            "errors": sum(r["errors"] for r in runs), "socket_errors": sum(r["socket_errors"] for r in runs),
+            "slices": float(len(runs))}
 
 
 def to_ms(value: str) -> float:

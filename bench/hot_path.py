@@ -38,7 +38,17 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench._harness import BODY, DEPLOYMENT, KEY, Processes, bench_config, free_port, lua_script, run_wrk  # noqa: E402
+from bench._harness import (  # noqa: E402
+    BODY,
+    DEPLOYMENT,
+    KEY,
+    Processes,
+    bench_config,
+    combined,
+    free_port,
+    lua_script,
+    run_wrk,
+)
 from bench._hot_path_load import grpc_load, rss_mb, time_to_first_token  # noqa: E402
 
 VERSION = "2024-10-21"
@@ -135,14 +145,6 @@ def load(plan: Plan, table: list[Route], grpc_port: int) -> dict[str, dict[str, 
     return {name: {key: combined(runs) for key, runs in levels.items()} for name, levels in slices.items()}
 
 
-def combined(runs: list[dict[str, float]]) -> dict[str, float]:
-    """Slices of equal length as one run: mean req/s, median p50 and p99, summed counts."""
-    return {"rps": statistics.mean(r["rps"] for r in runs), "p50": statistics.median(r["p50"] for r in runs),
-            "p99": statistics.median(r["p99"] for r in runs), "requests": sum(r["requests"] for r in runs),
-            "errors": sum(r["errors"] for r in runs), "socket_errors": sum(r["socket_errors"] for r in runs),
-            "slices": float(len(runs))}
-
-
 def features(plan: Plan, table: list[Route]) -> dict[str, Any]:
     """``/openai/chat`` with jwt + limits + ledger on vs off, alternating at concurrency 16."""
     off, on = (next(r for r in table if r.name == n) for n in ("/openai/chat", "/openai/chat jwt+limits+ledger"))
@@ -150,8 +152,9 @@ def features(plan: Plan, table: list[Route]) -> dict[str, Any]:
     for _ in range(plan.rounds):
         runs["off"].append(run_wrk(off.url, off.script, 16, plan.c16_seconds))
         runs["on"].append(run_wrk(on.url, on.script, 16, plan.c16_seconds))
-    rps = {k: statistics.mean(r["rps"] for r in v) for k, v in runs.items()}
-    errors = sum(r["errors"] + r["socket_errors"] for v in runs.values() for r in v)
+    both = {k: combined(v) for k, v in runs.items()}
+    rps = {k: c["rps"] for k, c in both.items()}
+    errors = sum(c["errors"] + c["socket_errors"] for c in both.values())
     return {"off_rps": rps["off"], "on_rps": rps["on"], "ratio": rps["on"] / rps["off"], "errors": errors,
             "rounds": plan.rounds}
 

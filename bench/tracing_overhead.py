@@ -22,7 +22,6 @@ import gzip
 import json
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -32,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench._harness import BODY, Processes, bench_config, free_port, lua_script, run_wrk  # noqa: E402
+from bench._harness import BODY, Processes, bench_config, combined, free_port, lua_script, run_wrk  # noqa: E402
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
@@ -61,12 +60,6 @@ def receiver(port: int) -> None:
     app.router.add_post("//v2.1/track", track)
     app.router.add_get("/stats", stats)
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
-
-
-def combined(runs: list[dict[str, float]]) -> dict[str, float]:
-    """Slices of equal length: mean throughput, median p50/p99, all errors."""
-    return {"rps": statistics.fmean(r["rps"] for r in runs), "p50": statistics.median(r["p50"] for r in runs),
-            "p99": statistics.median(r["p99"] for r in runs), "errors": sum(r["errors"] for r in runs)}
 
 
 def settled(url: str, quiet: float = 8.0, limit: float = 120.0) -> dict[str, int]:
