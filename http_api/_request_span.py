@@ -22,17 +22,21 @@ from fastapi.telemetry._api import TelemetryConfig, _exception_type
 from fastapi.telemetry._asgi import _HEADERS_GETTER, _SCHEMA_URL, _SENSITIVE_QUERY_PARAMETERS, _server_attributes
 from opentelemetry import context, propagate, trace
 from opentelemetry.context import Context
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace import NonRecordingSpan, SpanKind, StatusCode
 from starlette.datastructures import Headers
 
-from core import extract_trace_context, own_tracer
+from core import own_tracer
+from core.telemetry import ASK, remote_parent
+
+from ._wire import HEADERS_KEY, READ_HEADERS
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 App = Callable[[Scope, Receive, Send], Awaitable[None]]
-_CACHE = 256  # distinct Host values / query strings remembered (then forgotten all at once)
+_CACHE = 256  # distinct (route, Host, path, query...) remembered (then forgotten all at once)
+_EMPTY = Context()
 
 
 def spans_only(config: TelemetryConfig) -> bool:
@@ -45,24 +49,49 @@ class RequestSpans:
 
     def __init__(self) -> None:
         self._tracer: trace.Tracer | None = None
-        self._servers: dict[tuple[Any, ...], dict[str, Any]] = {}
-        self._queries: dict[bytes, str] = {}
+        self._direct: Any = None  # the tracer's start_under (core/telemetry/_pipe_span.py), when it has one
+        self._starts: dict[tuple[Any, ...], tuple[str, dict[str, Any]]] = {}
 
     async def __call__(self, app: App, route: str, scope: Scope, receive: Receive, send: Send) -> None:
         tracer = self._tracer
         if tracer is None:  # the provider is installed before the first request, not before this object
             tracer = self._tracer = own_tracer("fastapi", fastapi_version, _SCHEMA_URL)
-        headers = Headers(scope=scope)
-        parent = _parent(scope)
-        if parent is None:
-            parent = propagate.extract(headers, getter=_HEADERS_GETTER)
-        method = scope["method"]
-        attributes: dict[str, Any] = {"url.scheme": scope.get("scheme", "http"), "http.request.method": method}
-        if scope.get("http_version"):
-            attributes["network.protocol.version"] = scope["http_version"]
-        attributes["http.route"] = route
-        span = tracer.start_span(f"{method} {route}", context=parent, kind=SpanKind.SERVER,
-                                 attributes={**attributes, **self._server(scope, headers), **self._url(scope)})
+            self._direct = getattr(tracer, "start_under", None)
+        traceparent: str | None = None
+        states: list[str] | None = None
+        has_baggage = False
+        host: bytes | None = None
+        found: dict[bytes, str] = {}  # the handlers' headers (_wire.headers_of), from the same pass
+        for name, value in scope["headers"]:
+            if name in READ_HEADERS:
+                if name not in found:
+                    found[name] = value.decode("latin-1")
+            elif name == b"traceparent":
+                if traceparent is None:
+                    traceparent = value.decode("latin-1")
+            elif name == b"tracestate":
+                (states := states or []).append(value.decode("latin-1"))
+            elif name == b"baggage":
+                has_baggage = True
+            elif name == b"host" and host is None:
+                host = value
+        scope[HEADERS_KEY] = found
+        key = (route, scope["method"], scope.get("http_version"), scope.get("scheme", "http"), host,
+               scope.get("server") if host is None else None, scope["path"], scope.get("query_string") or b"")
+        start = self._starts.get(key)
+        if start is None:
+            start = self._start(key)
+        name, attributes = start
+        parent = remote_parent(traceparent, states, has_baggage)
+        span: trace.Span
+        if parent is not ASK and self._direct is not None:
+            span = self._direct(parent, name, SpanKind.SERVER, {}, attributes)  # the cached start: shared
+            within = trace.set_span_in_context(span, _EMPTY)
+        else:
+            extracted = (propagate.extract(Headers(scope=scope), getter=_HEADERS_GETTER) if parent is ASK
+                         else _EMPTY if parent is None else trace.set_span_in_context(NonRecordingSpan(parent), _EMPTY))
+            span = tracer.start_span(name, context=extracted, kind=SpanKind.SERVER, attributes=attributes)
+            within = trace.set_span_in_context(span, extracted)
         status: int | None = None
         complete = disconnected = False
 
@@ -81,7 +110,7 @@ class RequestSpans:
                 disconnected = True
             return message
 
-        token = context.attach(trace.set_span_in_context(span, parent))
+        token = context.attach(within)
         failure: BaseException | None = None
         try:
             await app(scope, received, sent)
@@ -94,52 +123,31 @@ class RequestSpans:
                 failure = ConnectionError("Client disconnected") if disconnected else RuntimeError(
                     "Incomplete ASGI response")
             if status is not None:
-                attributes["http.response.status_code"] = status
-            failed = failure is not None or status is None or status >= 500
-            if failed:
-                attributes["error.type"] = _exception_type(failure) if failure else str(status or "incomplete_response")
-            span.set_attributes(attributes)
-            if failed:
+                span.set_attribute("http.response.status_code", status)
+            if failure is not None or status is None or status >= 500:
+                span.set_attribute("error.type", _exception_type(failure) if failure else
+                                   str(status or "incomplete_response"))
                 span.set_status(StatusCode.ERROR)
             span.end()
 
-    def _server(self, scope: Scope, headers: Headers) -> dict[str, Any]:
-        host = headers.get("host")
-        key = (host, scope.get("scheme"), None if host is not None else scope.get("server"))
-        found = self._servers.get(key)
-        if found is None:
-            if len(self._servers) >= _CACHE:
-                self._servers.clear()
-            found = self._servers[key] = _server_attributes(scope)
-        return found
-
-    def _url(self, scope: Scope) -> dict[str, Any]:
-        query: bytes = scope.get("query_string") or b""
-        if not query:
-            return {"url.path": scope["path"]}
-        text = self._queries.get(query)
-        if text is None:
-            if len(self._queries) >= _CACHE:
-                self._queries.clear()
-            text = self._queries[query] = _redacted(query)
-        return {"url.path": scope["path"], "url.query": text}
-
-
-def _parent(scope: Scope) -> Context | None:
-    """The caller's trace context read directly (``core.extract_trace_context``: what
-    ``propagate.extract`` makes of the headers, or None when it must be asked itself)."""
-    traceparent: str | None = None
-    states: list[str] | None = None
-    has_baggage = False
-    for name, value in scope["headers"]:
-        if name == b"traceparent":
-            if traceparent is None:
-                traceparent = value.decode("latin-1")
-        elif name == b"tracestate":
-            (states := states or []).append(value.decode("latin-1"))
-        elif name == b"baggage":
-            has_baggage = True
-    return extract_trace_context(traceparent, states, has_baggage)
+    def _start(self, key: tuple[Any, ...]) -> tuple[str, dict[str, Any]]:
+        """A span's name and start attributes for (route, method, HTTP version, scheme, Host, server,
+        path, query), as FastAPI's telemetry makes them; kept for the next request with the same."""
+        route, method, http_version, scheme, host, server, path, query = key
+        attributes: dict[str, Any] = {"url.scheme": scheme, "http.request.method": method}
+        if http_version:
+            attributes["network.protocol.version"] = http_version
+        attributes["http.route"] = route
+        origin: dict[str, Any] = {"scheme": scheme, "server": server,
+                                  "headers": [(b"host", host)] if host is not None else []}
+        attributes.update(_server_attributes(origin))
+        attributes["url.path"] = path
+        if query:
+            attributes["url.query"] = _redacted(query)
+        if len(self._starts) >= _CACHE:
+            self._starts.clear()
+        start = self._starts[key] = (f"{method} {route}", attributes)
+        return start
 
 
 def _redacted(query: bytes) -> str:

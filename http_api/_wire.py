@@ -25,7 +25,7 @@ log = logging.getLogger("http_api")
 
 READ_HEADERS = frozenset((b"authorization", b"api-key", b"x-tenant", b"content-type", b"content-length", b"accept"))
 MAX_CACHED_QUERIES = 1024
-_SCOPE_KEY = "gateway.headers"
+HEADERS_KEY = "gateway.headers"  # the scope's key for them
 _QUERIES: dict[bytes, dict[str, str]] = {}
 _NO_QUERY: dict[str, str] = {}
 
@@ -34,13 +34,13 @@ def headers_of(request: Request) -> Mapping[bytes, str]:
     """The headers the handlers read (:data:`READ_HEADERS`; ASGI names are lower-case), the first of
     each name, decoded as Latin-1 as Starlette's are; one pass over the scope per request."""
     scope = request.scope
-    found: dict[bytes, str] | None = scope.get(_SCOPE_KEY)
+    found: dict[bytes, str] | None = scope.get(HEADERS_KEY)
     if found is None:
         found = {}
         for name, value in scope["headers"]:
             if name in READ_HEADERS and name not in found:
                 found[name] = value.decode("latin-1")
-        scope[_SCOPE_KEY] = found
+        scope[HEADERS_KEY] = found
     return found
 
 

@@ -2,7 +2,7 @@
 
 Reads length-prefixed messages from stdin: first the configuration, pickled (connection string,
 whether to ingest with a managed identity, the resource attributes), then batches of span records
-(each record pickled on its own, the batch their concatenation). Each
+(chunks of records, each chunk a pickled list, the batch their concatenation). Each
 batch goes through the real ``AzureMonitorTraceExporter``'s ``export`` (transport, retries, offline
 storage, Entra credential as in-process). Only the envelope of each span is made differently for
 the spans the gateway itself makes (:class:`Envelopes`: request spans of the hosts, GenAI attempt
@@ -80,12 +80,22 @@ def read_message(stream: IO[bytes]) -> bytes | None:
 
 
 def records_in(batch: bytes) -> list[tuple[Any, ...]]:
-    """The span records of a batch: pickles one after another (our own parent, over our own pipe)."""
+    """The span records of a batch: pickled lists of records one after another (our own parent,
+    over our own pipe), each as :func:`expanded`."""
     stream = io.BytesIO(batch)
-    records = []
+    records: list[tuple[Any, ...]] = []
     while stream.tell() < len(batch):
-        records.append(pickle.load(stream))
+        records.extend(expanded(record) for record in pickle.load(stream))
     return records
+
+
+def expanded(record: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A record as sent (``_span_pipe.span_record``, ``PipeSpan.record``: the span's shared attributes
+    last) to the form read here: the shared attributes under the span's own, in ``attributes``."""
+    static = record[15]
+    if not static:
+        return record[:15]
+    return (*record[:9], {**static, **record[9]}, *record[10:15])
 
 
 def span_from(record: tuple[Any, ...], resource: Resource, scopes: dict[Any, InstrumentationScope]) -> ReadableSpan:

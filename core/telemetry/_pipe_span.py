@@ -32,8 +32,11 @@ from opentelemetry.util.types import Attributes, AttributeValue
 
 _FLAGS = {(sampled, random): TraceFlags((TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT)
                                         | (TraceFlags.RANDOM_TRACE_ID if random else 0))
-          for sampled in (False, True) for random in (False, True)}  # (sampled, random trace id) -> flags
+          for sampled in (False, True, 0, 1) for random in (False, True, 0, 2)}  # (sampled, random trace id) -> flags
+_SAMPLED, _SAMPLED_RANDOM = _FLAGS[True, False], _FLAGS[True, True]
 _UNSET = Status(StatusCode.UNSET)
+_KINDS = {kind: kind.value for kind in SpanKind}
+_EMPTY = Context()
 
 
 def _parent_decides(sampler: Sampler) -> bool:
@@ -55,17 +58,18 @@ class PipeSpan(trace.Span):
     """A recording span whose ``end`` hands it to the pipe (see ``record``)."""
 
     __slots__ = ("_attributes", "_context", "_end", "_events", "_kind", "_links", "_name", "_parent", "_queue",
-                 "_sampled", "_scope", "_start", "_status")
+                 "_sampled", "_scope", "_start", "_static", "_status")
 
     def __init__(self, queue: Queue, name: str, context: SpanContext, parent: SpanContext | None, kind: SpanKind,
                  attributes: dict[str, Any], links: Sequence[Link], scope: tuple[str, str | None, str | None],
-                 start: int) -> None:
+                 start: int, static: Mapping[str, Any] | None = None) -> None:
         self._queue = queue
         self._name = name
         self._context = context
         self._parent = parent
         self._kind = kind
         self._attributes = attributes
+        self._static = static
         self._links = links
         self._scope = scope
         self._start = start
@@ -75,16 +79,18 @@ class PipeSpan(trace.Span):
         self._sampled = context.trace_flags.sampled
 
     def record(self) -> tuple[Any, ...]:
-        """What ``_span_pipe.span_record`` makes of an SDK span, for this one."""
+        """What ``_span_pipe.span_record`` makes of an SDK span, for this one: the shared ``static``
+        attributes by reference (the pipe pickles many records at once: a shared dict goes once)."""
         ctx, parent, status = self._context, self._parent, self._status
-        state = ctx.trace_state
+        state = ctx[4]
+        code, description = (0, None) if status is _UNSET else (status.status_code.value, status.description)
         return (
-            self._name, ctx.trace_id, ctx.span_id, int(ctx.trace_flags), state.to_header() if state else "",
-            (parent.span_id, parent.is_remote) if parent is not None else None,
-            self._kind.value, self._start, self._end, self._attributes, self._events,
+            self._name, ctx[0], ctx[1], int(ctx[3]), state.to_header() if state else "",
+            (parent[1], parent[2]) if parent is not None else None,
+            _KINDS[self._kind], self._start, self._end, self._attributes, self._events,
             [(link.context.trace_id, link.context.span_id, int(link.context.trace_flags), dict(link.attributes or {}))
              for link in self._links] if self._links else (),
-            status.status_code.value, status.description, self._scope,
+            code, description, self._scope, self._static,
         )
 
     def get_span_context(self) -> SpanContext:
@@ -149,11 +155,14 @@ class PipeTracer(trace.Tracer):
     def start_span(self, name: str, context: Context | None = None, kind: SpanKind = SpanKind.INTERNAL,
                    attributes: Attributes = None, links: Sequence[Link] | None = (), start_time: int | None = None,
                    record_exception: bool = True, set_status_on_exception: bool = True) -> trace.Span:
-        links = links or ()
         parent: SpanContext | None = trace.get_current_span(context).get_span_context()
-        ids = self._ids
-        if parent is None or not parent.is_valid:
+        if parent is not None and not parent.is_valid:
             parent = None
+        if self._parent_decides and not links and start_time is None:
+            return self.start_under(parent, name, kind, dict(attributes) if attributes else {})
+        links = links or ()
+        ids = self._ids
+        if parent is None:
             trace_id = ids.generate_trace_id()
             random_trace_id = ids.is_trace_id_random()
         else:
@@ -174,6 +183,27 @@ class PipeTracer(trace.Tracer):
             return trace.NonRecordingSpan(span_context)
         return PipeSpan(self._queue, name, span_context, parent, kind, kept, links,
                         self._scope, start_time if start_time is not None else time_ns())
+
+    def start_under(self, parent: SpanContext | None, name: str, kind: SpanKind, attributes: dict[str, Any],
+                    static: Mapping[str, Any] | None = None) -> trace.Span:
+        """``start_span`` with the parent's span context given (None: a new trace), no links, starting
+        now. The span keeps ``attributes`` (the caller's dict, not copied) over ``static``: attributes
+        many spans share (never modified; each span's own take precedence). Under a sampler other
+        than the default it is ``start_span``."""
+        if not self._parent_decides:
+            context = None if parent is None else trace.set_span_in_context(trace.NonRecordingSpan(parent), _EMPTY)
+            return self.start_span(name, context, kind, {**static, **attributes} if static else attributes)
+        ids = self._ids
+        if parent is None:  # a root: sampled (ParentBased(ALWAYS_ON)), as the SDK's tracer decides
+            flags = _SAMPLED_RANDOM if ids.is_trace_id_random() else _SAMPLED
+            span_context = SpanContext(ids.generate_trace_id(), ids.generate_span_id(), False, flags, None)
+        else:  # the parent's trace, its sampling decision, its trace state
+            flags = parent[3]
+            span_context = SpanContext(parent[0], ids.generate_span_id(), False, _FLAGS[flags & 1, flags & 2],
+                                       parent[4])
+            if not flags & 1:
+                return trace.NonRecordingSpan(span_context)
+        return PipeSpan(self._queue, name, span_context, parent, kind, attributes, (), self._scope, time_ns(), static)
 
     @_agnosticcontextmanager
     def start_as_current_span(self, name: str, context: Context | None = None, kind: SpanKind = SpanKind.INTERNAL,

@@ -3,14 +3,16 @@
 The Azure Monitor exporter's conversion of a span to an envelope is Python code holding the GIL
 (~0.7 ms a span); in the serving process it competes with the event loop. :class:`SpanPipe` is
 the tracer provider's span processor instead of a ``BatchSpanProcessor``: ``on_end`` turns the
-span into a compact tuple (:func:`span_record`), pickles it and appends the bytes to a bounded
-queue; a thread writes queued spans, a batch at a time, length-prefixed, to the stdin of
-``_export_child.py``, where the real ``AzureMonitorTraceExporter`` builds and posts the
-envelopes on another core. A span is bytes from its end on: nothing of it waits in the queue
-for the garbage collector to walk (queued span objects lived long enough to reach the oldest
-generation, and made full collections both more frequent and longer).
+span into a compact tuple (:func:`span_record`); every :data:`CHUNK` records are pickled together
+(names, attribute keys and the attributes spans share, e.g. an instance's, go once a chunk, not
+once a span) and the bytes appended to a bounded queue; a thread writes queued chunks, a batch at
+a time, length-prefixed, to the stdin of ``_export_child.py``, where the real
+``AzureMonitorTraceExporter`` builds and posts the envelopes on another core. A span is bytes
+within a chunk of its end: nothing of it waits in the queue for the garbage collector to walk
+(queued span objects lived long enough to reach the oldest generation, and made full collections
+both more frequent and longer).
 
-- Bounded: at ``OTEL_BSP_MAX_QUEUE_SIZE`` queued spans a span is dropped and counted
+- Bounded: at ``OTEL_BSP_MAX_QUEUE_SIZE`` queued spans a chunk is dropped and its spans counted
   (:attr:`SpanPipe.dropped`, exposed as ``gateway_trace_spans_dropped_total``); ``on_end``
   never blocks. A child that stops reading only stalls the writer thread.
 - Lossless stop: ``shutdown`` (the provider's, at exit) sends what is queued, closes the pipe and
@@ -49,11 +51,13 @@ log = logging.getLogger("core.telemetry")
 CHILD = Path(__file__).with_name("_export_child.py")
 _HEADER = struct.Struct(">I")
 RESTART_SECONDS = (1.0, 60.0)  # a dead export process: first wait, longest wait
+CHUNK = 32  # span records pickled together (one pickle: their shared attributes and names go once)
 _ROOT = str(Path(__file__).resolve().parents[2])
 
 
 def span_record(span: ReadableSpan) -> tuple[Any, ...]:
-    """What the exporter reads of a span, as picklable builtins (see ``_export_child.span_from``)."""
+    """What the exporter reads of a span, as picklable builtins (see ``_export_child.span_from``); the
+    last field is the shared attributes of a :class:`PipeSpan` (None here)."""
     ctx = span.context
     parent = span.parent
     scope = span.instrumentation_scope
@@ -70,7 +74,7 @@ def span_record(span: ReadableSpan) -> tuple[Any, ...]:
         [(link.context.trace_id, link.context.span_id, int(link.context.trace_flags), dict(link.attributes or {}))
          for link in links] if links else (),
         status.status_code.value, status.description,
-        (scope.name, scope.version, scope.schema_url) if scope is not None else None,
+        (scope.name, scope.version, scope.schema_url) if scope is not None else None, None,
     )
 
 
@@ -96,9 +100,12 @@ class SpanPipe(SpanProcessor):
         self._delay = _env_int(env, "OTEL_BSP_SCHEDULE_DELAY", 5000) / 1000
         self._max_queue = _env_int(env, "OTEL_BSP_MAX_QUEUE_SIZE", 2048)
         self._batch = min(_env_int(env, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512), self._max_queue)
-        self._queue: deque[bytes] = deque()
+        self._chunk = min(CHUNK, self._batch)
+        self._pending: deque[tuple[Any, ...]] = deque()  # records not yet pickled (fewer than a chunk)
+        self._queue: deque[tuple[int, bytes]] = deque()  # (spans, their records pickled together)
+        self._queued = 0  # spans in the queue
         self._dropped = 0
-        self._drop_lock = threading.Lock()
+        self._count_lock = threading.Lock()  # the two counts (taken once per chunk, not per span)
         self._send_lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = False
@@ -136,16 +143,45 @@ class SpanPipe(SpanProcessor):
         self._put(span.record())
 
     def _put(self, record: tuple[Any, ...]) -> None:
-        queue = self._queue
-        if len(queue) >= self._max_queue:
-            self._count_dropped(1)
+        pending = self._pending
+        pending.append(record)
+        if len(pending) >= self._chunk:
+            self._pack()
+
+    def _pack(self) -> None:
+        """The pending records, pickled together onto the queue (from any thread: ``popleft`` hands
+        each record to exactly one caller). Over the queue's bound they are dropped and counted."""
+        pending = self._pending
+        records: list[tuple[Any, ...]] = []
+        while len(records) < self._chunk:
+            try:
+                records.append(pending.popleft())
+            except IndexError:
+                break
+        if not records:
             return
-        queue.append(pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL))
-        if len(queue) >= self._batch:
+        with self._count_lock:
+            room = self._queued + len(records) <= self._max_queue
+            if room:
+                self._queued += len(records)
+            else:
+                first = self._dropped == 0
+                self._dropped += len(records)
+        if not room:
+            if first:
+                log.warning("trace export queue full: spans dropped (counted in gateway_trace_spans_dropped_total)")
+            return
+        self._queue.append((len(records), pickle.dumps(records, protocol=pickle.HIGHEST_PROTOCOL)))
+        if self._queued >= self._batch:
             self._wake.set()
+
+    def _pack_all(self) -> None:
+        while self._pending:
+            self._pack()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Hand every queued span to the child now (it exports them in the order received)."""
+        self._pack_all()
         self._send_queued()
         return not self._broken
 
@@ -158,9 +194,10 @@ class SpanPipe(SpanProcessor):
         self._thread.join()
         if self._broken:  # the export process died since the last write: one more, for the last spans
             self._restart()
+        self._pack_all()
         self._send_queued()
         if self._queue:
-            self._count_dropped(len(self._queue))
+            self._count_dropped(sum(count for count, _ in self._queue))
             self._queue.clear()
         try:
             if self._child.stdin is not None:
@@ -182,19 +219,23 @@ class SpanPipe(SpanProcessor):
             self._wake.clear()
             if self._broken and not self._stopping and time.monotonic() >= self._restart_at:
                 self._restart()
+            self._pack_all()
             self._send_queued()
 
     def _send_queued(self) -> None:
         queue = self._queue
         with self._send_lock:
             while queue and not self._broken:
-                batch = [queue.popleft() for _ in range(min(len(queue), self._batch))]
-                if not self._send(b"".join(batch)):  # pickles, one after another
-                    queue.extendleft(reversed(batch))  # for the next export process (it never saw them)
-                    while len(queue) > self._max_queue:
-                        queue.pop()
-                        self._count_dropped(1)
-                elif time.monotonic() - self._started_at > RESTART_SECONDS[1]:
+                batch, spans = [], 0
+                while queue and spans < self._batch:
+                    batch.append(queue.popleft())
+                    spans += batch[-1][0]
+                if not self._send(b"".join(blob for _, blob in batch)):  # pickles, one after another
+                    queue.extendleft(reversed(batch))  # for the next export process (it never saw them; still counted)
+                    continue
+                with self._count_lock:
+                    self._queued -= spans
+                if time.monotonic() - self._started_at > RESTART_SECONDS[1]:
                     self._backoff = RESTART_SECONDS[0]  # this one has lived: the next death waits 1 s again
 
     def _send(self, payload: bytes) -> bool:
@@ -236,7 +277,7 @@ class SpanPipe(SpanProcessor):
             self._backoff = min(self._backoff * 2, RESTART_SECONDS[1])
 
     def _count_dropped(self, count: int) -> None:
-        with self._drop_lock:
+        with self._count_lock:
             first = self._dropped == 0
             self._dropped += count
         if first:

@@ -18,17 +18,19 @@ It keeps ``error.type`` out of customDimensions, so a failed attempt also says `
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from types import TracebackType
-from typing import Literal
+from typing import Any, Literal, Protocol, cast
 from urllib.parse import urlsplit
 
 import orjson
 from opentelemetry import trace
 from opentelemetry.context import attach as _attach
 from opentelemetry.context import detach as _detach
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.context import get_current
+from opentelemetry.trace import Span, SpanContext, SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation import _SPAN_KEY
 
 from .._errors import GatewayError
 from .._values import ChatMessage, Completion
@@ -53,6 +55,11 @@ def own_tracer(name: str, version: str | None = None, schema_url: str | None = N
         if direct is not None:
             return direct
     return provider.get_tracer(name, version, schema_url)
+
+
+class _DirectTracer(Protocol):
+    def start_under(self, parent: SpanContext | None, name: str, kind: SpanKind, attributes: dict[str, Any],
+                    static: Mapping[str, Any] | None = None) -> Span: ...
 
 
 class Attempt:
@@ -147,6 +154,7 @@ class Tracing:
 
     def __init__(self, tracer: trace.Tracer | None = None, *, capture_content: bool = False) -> None:
         self._tracer = tracer
+        self._direct = cast(_DirectTracer, tracer) if hasattr(tracer, "start_under") else None  # _pipe_span.PipeTracer
         self._capture = capture_content
         self._static: dict[tuple[str, str, str, str], tuple[str, dict[str, str | int | bool]]] = {}
 
@@ -173,8 +181,8 @@ class Tracing:
         """
         if self._tracer is None:
             return _NO_SPAN
-        server = trace.get_current_span()
-        if server.is_recording():  # the host's request span: who was served, by which instance
+        server = cast("Span | None", get_current().get(_SPAN_KEY))
+        if server is not None and server.is_recording():  # the host's request span: who was served, by which instance
             server.set_attributes({"gateway.tenant": tenant, "gateway.instance": instance, "gateway.limited": False})
         key = (operation, model, endpoint, instance)
         known = self._static.get(key)
@@ -182,12 +190,18 @@ class Tracing:
             static = _static_attributes(operation, model, endpoint, instance)
             known = self._static[key] = (f"{operation} {model}", static)
         name, static = known
-        attributes: dict[str, str | int | bool] = {**static, "gateway.tenant": tenant, "gateway.attempt": attempt}
+        attributes: dict[str, str | int | bool] = {"gateway.tenant": tenant, "gateway.attempt": attempt}
         if self._capture and prompt:
             attributes["gen_ai.input.messages"] = orjson.dumps(
                 [{"role": m.role, "parts": [{"type": "text", "content": m.content}]} for m in prompt]
             ).decode()
-        span = self._tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
+        span: Span
+        if self._direct is not None:  # the span pipe's tracer: the parent handed over, the instance's part shared
+            parent = server.get_span_context() if server is not None else None
+            span = self._direct.start_under(parent if parent is not None and parent.is_valid else None, name,
+                                            SpanKind.CLIENT, attributes, static)
+        else:
+            span = self._tracer.start_span(name, kind=SpanKind.CLIENT, attributes={**static, **attributes})
         return Attempt(span, self._capture)
 
     def limited(self, tenant: str) -> None:

@@ -13,18 +13,31 @@ through ``propagate`` as before: :func:`extract` returns None for the caller to 
 
 from __future__ import annotations
 
-from opentelemetry import baggage, propagate, trace
+import enum
+from typing import Final, Literal, cast
+
+from opentelemetry import propagate, trace
+from opentelemetry.baggage import _BAGGAGE_KEY
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
-from opentelemetry.context import Context
+from opentelemetry.context import Context, get_current
 from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
+from opentelemetry.trace.propagation import _SPAN_KEY
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.trace.span import _TRACECONTEXT_MAXIMUM_TRACESTATE_LENGTH
 
 _PATTERN = TraceContextTextMapPropagator._TRACEPARENT_HEADER_FORMAT_RE
 _MAX_TRACESTATE = _TRACECONTEXT_MAXIMUM_TRACESTATE_LENGTH
 _ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
+_FLAGS = {f"{value:02x}": TraceFlags(value) for value in range(256)}  # the pattern's flags: 2 lower-case hex digits
 _EMPTY = Context()
+
+
+class _Fallback(enum.Enum):
+    ASK = "ask the propagators"
+
+
+ASK: Final = _Fallback.ASK  # remote_parent's answer when OpenTelemetry's propagators must read the headers
 
 
 class _Default:
@@ -49,27 +62,38 @@ class _Default:
 default_propagation = _Default()
 
 
-def extract(traceparent: str | None, tracestates: list[str] | None, has_baggage: bool) -> Context | None:
-    """The context ``propagate.extract`` makes of these headers (``tracestates``: every value, None
-    without any); None when it must be asked itself (see the module docstring)."""
+def remote_parent(traceparent: str | None, tracestates: list[str] | None,
+                  has_baggage: bool) -> SpanContext | Literal[_Fallback.ASK] | None:
+    """The caller's span context as the default propagators read these headers (``tracestates``: every
+    value, None without any): None when there is no valid ``traceparent`` (a new trace), :data:`ASK`
+    when the propagators must be asked themselves (see the module docstring)."""
     if has_baggage or not default_propagation():
-        return None
+        return ASK
     if not traceparent:
-        return _EMPTY
+        return None
     match = _PATTERN.search(traceparent)
     if not match:
-        return _EMPTY
+        return None
     version, trace_id, span_id, flags, rest = match.groups()
     if trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN or (version == "00" and rest) or version == "ff":
-        return _EMPTY
+        return None
     state = None
     if tracestates is not None:
         if sum(len(value) for value in tracestates) + len(tracestates) - 1 > _MAX_TRACESTATE:
-            return None  # the propagator's warning and its answer
+            return ASK  # the propagator's warning and its answer
         state = TraceState.from_header(tracestates)
-    context = SpanContext(int(trace_id, 16), int(span_id, 16), is_remote=True, trace_flags=TraceFlags(int(flags, 16)),
-                          trace_state=state)
-    return trace.set_span_in_context(NonRecordingSpan(context), Context())
+    return SpanContext(int(trace_id, 16), int(span_id, 16), True, _FLAGS[flags], state)
+
+
+def extract(traceparent: str | None, tracestates: list[str] | None, has_baggage: bool) -> Context | None:
+    """The context ``propagate.extract`` makes of these headers (see :func:`remote_parent`); None
+    when it must be asked itself."""
+    parent = remote_parent(traceparent, tracestates, has_baggage)
+    if parent is ASK:
+        return None
+    if parent is None:
+        return _EMPTY
+    return trace.set_span_in_context(NonRecordingSpan(parent), _EMPTY)
 
 
 def inject(headers: dict[str, str]) -> dict[str, str]:
@@ -77,14 +101,18 @@ def inject(headers: dict[str, str]) -> dict[str, str]:
 
     Does nothing without a valid current span, so it costs next to nothing when tracing is off.
     """
-    span_context = trace.get_current_span().get_span_context()
-    if not span_context.is_valid:
+    current = get_current()  # one lookup for the span and the baggage
+    span = cast("trace.Span | None", current.get(_SPAN_KEY))
+    if span is None:
         return headers
-    if not default_propagation() or baggage.get_all():
+    ids = span.get_span_context()
+    if not ids.is_valid:
+        return headers
+    if current.get(_BAGGAGE_KEY) or not default_propagation():
         propagate.inject(headers)
         return headers
-    ids, state = span_context, span_context.trace_state
     headers["traceparent"] = f"00-{ids.trace_id:032x}-{ids.span_id:016x}-{ids.trace_flags:02x}"
+    state = ids.trace_state
     if state:
         headers["tracestate"] = state.to_header()
     return headers

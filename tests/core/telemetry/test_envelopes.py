@@ -23,7 +23,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from core import Completion, UpstreamUnavailable, Usage
 from core.telemetry import Tracing
-from core.telemetry._export_child import exporter_for, span_from
+from core.telemetry._export_child import expanded, exporter_for, span_from
 from core.telemetry._pipe_span import PipeSpan, PipeTracer
 from core.telemetry._span_pipe import span_record
 
@@ -43,10 +43,10 @@ class Records(SpanProcessor):
         self.records: list[tuple[Any, ...]] = []
 
     def on_end(self, span: ReadableSpan) -> None:
-        self.records.append(span_record(span))
+        self.records.append(expanded(span_record(span)))
 
     def put(self, span: PipeSpan) -> None:
-        self.records.append(span.record())
+        self.records.append(expanded(span.record()))
 
 
 def request_like(tracer: trace.Tracer, tracing: Tracing, status: int = 200, fail_first: bool = False) -> None:
