@@ -27,7 +27,7 @@ from fastapi.telemetry._api import _route_selected
 
 from ._compat import CompatHandlers
 from ._handlers import RestHandlers
-from ._request_span import RequestSpans, spans_only
+from ._request_span import STATUS_KEY, RequestSpans, spans_only
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -91,17 +91,21 @@ class HotRoutes:
         await self.telemetry(app=traced, scope=scope, receive=receive, send=send)
 
 
-async def _serve(handler: Handler, scope: Scope, receive: Receive, send: Send) -> None:
+async def _serve(handler: Handler, scope: Scope, receive: Receive, send: Send) -> bool:
+    """Serve the request; False when the client hung up before the end of a streamed answer. The
+    answer's status is left in the scope (``STATUS_KEY``) as soon as it is known, for the request span."""
     response = await handler(Request(scope, receive))
+    scope[STATUS_KEY] = response.status_code
     if isinstance(response, StreamingResponse) and response.background is None:
-        await _stream(response, receive, send)
-    else:
-        await response(scope, receive, send)
+        return await _stream(response, receive, send)
+    await response(scope, receive, send)
+    return True
 
 
-async def _stream(response: StreamingResponse, receive: Receive, send: Send) -> None:
+async def _stream(response: StreamingResponse, receive: Receive, send: Send) -> bool:
     """What ``StreamingResponse`` does under uvicorn (relay the body; a client that hangs up cancels
-    it), with one plain watcher task instead of an anyio task group: a tenth of a stream's CPU."""
+    it), with one plain watcher task instead of an anyio task group: a tenth of a stream's CPU.
+    False when the client hung up first."""
     streaming = asyncio.current_task()
     assert streaming is not None
     gone = False
@@ -121,3 +125,4 @@ async def _stream(response: StreamingResponse, receive: Receive, send: Send) -> 
             raise
     finally:
         watcher.cancel()
+    return not gone

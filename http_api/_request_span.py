@@ -7,9 +7,13 @@ makes the same span for the hot routes only: name ``POST <route template>``, kin
 caller's ``traceparent``, FastAPI's attributes (``url.scheme``, ``http.request.method``,
 ``network.protocol.version``, ``server.address``/``port`` from ``Host``, ``url.path``, ``url.query``
 with the same redaction, ``http.route``, ``http.response.status_code``, ``error.type``) and its
-error rule (an exception, no complete response, or a status >= 500). The span comes from
-``core.own_tracer`` (no SDK span object with the span pipe). Used only while FastAPI's telemetry
-would trace nothing but spans (its metrics and logs off, as http_api/app.py sets them).
+error rule (an exception, a client gone before the end of the answer, or a status >= 500). The
+span comes from ``core.own_tracer`` (no SDK span object with the span pipe). Per request: one pass
+over the headers (the caller's trace context, ``Host``, and the handlers' headers for
+``_wire.headers_of``), start attributes kept by (route, Host, path, query...), no wrapper around
+``send``/``receive`` (the hot dispatch reports the status and whether the client stayed). Used
+only while FastAPI's telemetry would trace nothing but spans (its metrics and logs off, as
+http_api/app.py sets them).
 """
 
 from __future__ import annotations
@@ -34,7 +38,8 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
-App = Callable[[Scope, Receive, Send], Awaitable[None]]
+Served = Callable[[Scope, Receive, Send], Awaitable[bool]]  # False: the client hung up before the end
+STATUS_KEY = "gateway.status"  # the scope's key for the answer's status, set by the app once known
 _CACHE = 256  # distinct (route, Host, path, query...) remembered (then forgotten all at once)
 _EMPTY = Context()
 
@@ -52,7 +57,7 @@ class RequestSpans:
         self._direct: Any = None  # the tracer's start_under (core/telemetry/_pipe_span.py), when it has one
         self._starts: dict[tuple[Any, ...], tuple[str, dict[str, Any]]] = {}
 
-    async def __call__(self, app: App, route: str, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, app: Served, route: str, scope: Scope, receive: Receive, send: Send) -> None:
         tracer = self._tracer
         if tracer is None:  # the provider is installed before the first request, not before this object
             tracer = self._tracer = own_tracer("fastapi", fastapi_version, _SCHEMA_URL)
@@ -92,36 +97,17 @@ class RequestSpans:
                          else _EMPTY if parent is None else trace.set_span_in_context(NonRecordingSpan(parent), _EMPTY))
             span = tracer.start_span(name, context=extracted, kind=SpanKind.SERVER, attributes=attributes)
             within = trace.set_span_in_context(span, extracted)
-        status: int | None = None
-        complete = disconnected = False
-
-        async def sent(message: Message) -> None:
-            nonlocal status, complete
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-            if message["type"] == "http.response.body" and not message.get("more_body", False):
-                complete = True
-
-        async def received() -> Message:
-            nonlocal disconnected
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                disconnected = True
-            return message
-
         token = context.attach(within)
         failure: BaseException | None = None
         try:
-            await app(scope, received, sent)
+            if not await app(scope, receive, send):
+                failure = ConnectionError("Client disconnected")
         except BaseException as exc:
             failure = exc
             raise
         finally:
             context.detach(token)
-            if failure is None and not complete:
-                failure = ConnectionError("Client disconnected") if disconnected else RuntimeError(
-                    "Incomplete ASGI response")
+            status: int | None = scope.get(STATUS_KEY)
             if status is not None:
                 span.set_attribute("http.response.status_code", status)
             if failure is not None or status is None or status >= 500:

@@ -30,6 +30,7 @@ _PATTERN = TraceContextTextMapPropagator._TRACEPARENT_HEADER_FORMAT_RE
 _MAX_TRACESTATE = _TRACECONTEXT_MAXIMUM_TRACESTATE_LENGTH
 _ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
 _FLAGS = {f"{value:02x}": TraceFlags(value) for value in range(256)}  # the pattern's flags: 2 lower-case hex digits
+_HEX = {int(flags): text for text, flags in _FLAGS.items()}
 _EMPTY = Context()
 
 
@@ -106,13 +107,20 @@ def inject(headers: dict[str, str]) -> dict[str, str]:
     if span is None:
         return headers
     ids = span.get_span_context()
-    if not ids.is_valid:
+    if not ids[5]:  # is_valid (SpanContext's fields by index: a property call each saved)
         return headers
     if current.get(_BAGGAGE_KEY) or not default_propagation():
         propagate.inject(headers)
         return headers
-    headers["traceparent"] = f"00-{ids.trace_id:032x}-{ids.span_id:016x}-{ids.trace_flags:02x}"
-    state = ids.trace_state
+    headers["traceparent"] = traceparent(ids)
+    state = ids[4]
     if state:
         headers["tracestate"] = state.to_header()
     return headers
+
+
+def traceparent(ids: SpanContext) -> str:
+    """``ids`` as a W3C ``traceparent`` value, as the propagator writes it (``bytes.hex``: a third of
+    the time of ``format``'s ``032x``)."""
+    flags = ids[3]
+    return f"00-{ids[0].to_bytes(16).hex()}-{ids[1].to_bytes(8).hex()}-{_HEX.get(flags) or f'{flags:02x}'}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,8 +38,21 @@ class Traced:
 
 @pytest.fixture
 async def traced(tmp_path: Path) -> AsyncIterator[Traced]:
-    alpha = await start_simulator("AlphaOpenAI")
-    beta = await start_simulator("BetaOpenAI")
+    async with traced_gateway(tmp_path) as stack:
+        yield stack
+
+
+@pytest.fixture
+async def slow_traced(tmp_path: Path) -> AsyncIterator[Traced]:
+    """Upstreams that take 200 ms a token: a stream is still running when its caller hangs up."""
+    async with traced_gateway(tmp_path, per_token_latency_ms=200.0) as stack:
+        yield stack
+
+
+@asynccontextmanager
+async def traced_gateway(tmp_path: Path, **simulator: Any) -> AsyncIterator[Traced]:
+    alpha = await start_simulator("AlphaOpenAI", **simulator)
+    beta = await start_simulator("BetaOpenAI", **simulator)
     config = tmp_path / "appsettings.json"
     config.write_text(json.dumps(settings_tree({"AlphaOpenAI": alpha, "BetaOpenAI": beta})))
     port = free_port()
@@ -115,6 +129,22 @@ async def test_stream_dependency_ends_with_the_stream_and_carries_its_usage(trac
     assert int(props(dep)["gen_ai.usage.input_tokens"]) == usage["prompt_tokens"]
     assert props(dep)["gateway.usage_source"] == "reported"
     assert [t.split("-")[1] for t in traced.beta.stats.traceparents] == [trace_id]
+
+
+async def test_a_caller_hanging_up_mid_stream_is_a_failed_request_in_its_trace(slow_traced: Traced) -> None:
+    header, trace_id = traceparent()
+    async with slow_traced.client.stream("POST", "/openai/stream?tenant=fabrikam", json=BODY,
+                                         headers={"traceparent": header, "Accept": "text/event-stream"}) as response:
+        async for _ in response.aiter_raw():
+            break  # hang up after the first bytes
+    ing = slow_traced.ingestion
+    await ing.wait_for(lambda: bool(ing.requests(trace_id)) and bool(ing.dependencies(trace_id)))
+    [request] = ing.requests(trace_id)
+    assert request["responseCode"] == "200"  # what had been sent
+    assert request["success"] is False  # the caller did not get the whole answer
+    [dep] = ing.dependencies(trace_id)
+    assert dep["tags"]["ai.operation.parentId"] == request["id"]
+    assert_genai(dep, tenant="fabrikam", instance="BetaOpenAI", attempt=1)
 
 
 async def test_failover_attempts_are_sibling_dependencies_and_the_warning_is_in_the_trace(traced: Traced) -> None:
