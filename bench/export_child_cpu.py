@@ -9,7 +9,10 @@ warms the child up; its CPU time (utime + stime from /proc/<pid>/stat) is read o
 has that batch and again once it has everything: the difference over the spans after the first
 batch is the figure. Statsbeat and live metrics are off, as in ``bench/tracing_overhead.py``.
 
-    flock /tmp/bench.lock .venv/bin/python bench/export_child_cpu.py [--requests 20000]
+    flock /tmp/bench.lock .venv/bin/python bench/export_child_cpu.py [--requests 20000] [--versus OTHER.py]
+
+``--versus`` measures another version of the export process in turns with this one (e.g. ``git
+show <commit>:core/telemetry/_export_child.py > /tmp/old_child.py``), best of ``--rounds`` each.
 """
 
 from __future__ import annotations
@@ -94,12 +97,8 @@ def received(url: str, count: int, limit: float = 300.0) -> None:
     raise SystemExit(f"the receiver did not get {count} envelopes in {limit} s")
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--requests", type=int, default=20000, help="traced requests (2 spans each; default 20000)")
-    args = parser.parse_args()
-    spans = records(args.requests)
-    sent = batches(spans)
+def measure(child_script: Path, sent: list[bytes], spans: int) -> tuple[float, float]:
+    """One export process fed ``sent``: (CPU seconds, wall seconds) after its first batch."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "APPLICATIONINSIGHTS_"))}
     env.update({"APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true",
@@ -110,28 +109,47 @@ def main() -> int:
     with Processes() as procs:
         procs.start([sys.executable, str(ROOT / "bench" / "tracing_overhead.py"), "--receiver", str(port)], port)
         stats = f"http://127.0.0.1:{port}/stats"
-        child = subprocess.Popen([sys.executable, "-P", str(CHILD)], stdin=subprocess.PIPE, env=env)
+        child = subprocess.Popen([sys.executable, "-P", str(child_script)], stdin=subprocess.PIPE, env=env)
         assert child.stdin is not None
         try:
             message = pickle.dumps(config, protocol=pickle.HIGHEST_PROTOCOL)
             child.stdin.write(HEADER.pack(len(message)) + message)
             child.stdin.write(HEADER.pack(len(sent[0])) + sent[0])
             child.stdin.flush()
-            first = min(BATCH, len(spans))
-            received(stats, first)
-            before = cpu_seconds(child.pid)
-            started = time.monotonic()
+            received(stats, min(BATCH, spans))
+            before, started = cpu_seconds(child.pid), time.monotonic()
             for batch in sent[1:]:
                 child.stdin.write(HEADER.pack(len(batch)) + batch)
             child.stdin.flush()
-            received(stats, len(spans))
-            cpu, wall = cpu_seconds(child.pid) - before, time.monotonic() - started
+            received(stats, spans)
+            return cpu_seconds(child.pid) - before, time.monotonic() - started
         finally:
             child.stdin.close()
             child.wait(60)
-    measured = len(spans) - first
-    print(f"{measured} spans: export process CPU {cpu:.2f} s in {wall:.2f} s wall, "
-          f"{cpu / measured * 1e6:.1f} us CPU per span")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=20000, help="traced requests (2 spans each; default 20000)")
+    parser.add_argument("--versus", type=Path, help="another export process script (e.g. an older _export_child.py "
+                                                    "from git show), measured in turn with this one")
+    parser.add_argument("--rounds", type=int, default=3, help="turns of each (default 3)")
+    args = parser.parse_args()
+    spans = records(args.requests)
+    sent = batches(spans)
+    measured = len(spans) - min(BATCH, len(spans))
+    children = {"this": CHILD, **({"versus": args.versus} if args.versus else {})}
+    cpu: dict[str, list[float]] = {name: [] for name in children}
+    for _ in range(max(1, args.rounds)):
+        for name, script in children.items():
+            seconds, wall = measure(script, sent, len(spans))
+            cpu[name].append(seconds / measured * 1e6)
+            print(f"{name}: {measured} spans, export process CPU {seconds:.2f} s in {wall:.2f} s wall, "
+                  f"{cpu[name][-1]:.1f} us per span", flush=True)
+    best = {name: min(values) for name, values in cpu.items()}
+    print("best of each: " + ", ".join(f"{name} {value:.1f} us CPU per span" for name, value in best.items()))
+    if args.versus:
+        print(f"this / versus: {best['this'] / best['versus']:.2f}")
     return 0
 
 

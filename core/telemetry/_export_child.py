@@ -21,6 +21,7 @@ only, not the gateway.
 
 from __future__ import annotations
 
+import gc
 import io
 import logging
 import os
@@ -90,17 +91,19 @@ def records_in(batch: bytes) -> list[tuple[Any, ...]]:
     stream = io.BytesIO(batch)
     records: list[tuple[Any, ...]] = []
     while stream.tell() < len(batch):
-        records.extend(expanded(record) for record in pickle.load(stream))
+        records.extend(map(expanded, pickle.load(stream)))
     return records
 
 
 def expanded(record: tuple[Any, ...]) -> tuple[Any, ...]:
     """A record as sent (``_span_pipe.span_record``, ``PipeSpan.record``: the span's shared attributes
     last) to the form read here: the shared attributes under the span's own, in ``attributes``."""
-    static = record[15]
+    (name, trace_id, span_id, flags, state, parent, kind, start, end, attributes, events, links, code, description,
+     scope, static) = record
     if not static:
         return record[:15]
-    return (*record[:9], {**static, **record[9]}, *record[10:15])
+    return (name, trace_id, span_id, flags, state, parent, kind, start, end, {**static, **attributes}, events, links,
+            code, description, scope)
 
 
 def span_from(record: tuple[Any, ...], resource: Resource, scopes: dict[Any, InstrumentationScope]) -> ReadableSpan:
@@ -199,6 +202,7 @@ class Envelopes:
         self._plans: dict[tuple[Any, ...], tuple[tuple[str, int], ...] | None] = {}  # see _plan
         self._scopes: dict[str, bool] = {}  # instrumentation scope name -> not one the exporter treats apart
         self._time = Rfc3339()
+        self._urls: dict[tuple[Any, ...], Any] = {}  # see _url
         for cls in (TelemetryItem, MonitorBase, RequestData, RemoteDependencyData):
             cls.__new__(cls)  # the generated class's one-time setup, which _model skips
 
@@ -245,7 +249,7 @@ class Envelopes:
         base["measurements"] = {}
         base["kind"] = base_type.__name__  # the discriminator (read-only: not sent, kept in offline storage)
         data = _model(MonitorBase, {"baseData": _model(base_type, base), "baseType": base_type.__name__})
-        object.__setattr__(data, "_deserialized_baseType", True)  # read as it is (customer SDK stats read it)
+        data._deserialized_baseType = True  # read as it is (customer SDK stats read it)
         item = {"name": envelope_name, "tags": tags, "time": self._time(start or 0), "data": data}
         if self._ikey is not None:
             item["iKey"] = self._ikey
@@ -276,14 +280,30 @@ class Envelopes:
                 plan.append((key, 256 * 1024 if key in _GEN_AI_ATTRIBUTES else 8192))
         return tuple(plan)
 
-    @staticmethod
-    def _request(name: str, attributes: Mapping[str, Any], tags: dict[str, str], duration: str,
+    def _url(self, attributes: Mapping[str, Any]) -> Any:
+        """``_get_url_for_http_request``, once per url: of what it reads only ``url.*`` and ``server.*``
+        can be here (see ``_REQUEST_KEYS``); cached for str values and an int port."""
+        get = attributes.get
+        key = (get("url.scheme"), get("url.path"), get("url.query", _UNPLANNED), get("server.address"),
+               get("server.port", _UNPLANNED))
+        scheme, path, query, address, port = key
+        if not (type(scheme) is type(path) is type(address) is str and (type(query) is str or query is _UNPLANNED)
+                and (type(port) is int or port is _UNPLANNED)):
+            return _get_url_for_http_request(attributes)
+        url = self._urls.get(key)
+        if url is None:
+            if len(self._urls) >= 1024:
+                self._urls.clear()
+            url = self._urls[key] = _get_url_for_http_request(attributes)
+        return url
+
+    def _request(self, name: str, attributes: Mapping[str, Any], tags: dict[str, str], duration: str,
                  success: bool) -> tuple[dict[str, Any], type[Any], str]:
         tags["ai.operation.name"] = name
         data: dict[str, Any] = {"ver": 2, "name": name, "duration": duration, "responseCode": "0", "success": success}
         if "http.request.method" in attributes:
             method = attributes["http.request.method"] or None  # as the exporter formats it
-            url = _get_url_for_http_request(attributes)
+            url = self._url(attributes)
             data["url"] = url
             if "http.route" in attributes:
                 tags["ai.operation.name"] = f"{method} {attributes['http.route']}"
@@ -332,6 +352,8 @@ def main() -> int:
     if message is None:
         return 0
     exporter, _ = exporter_for(pickle.loads(message))  # the configuration: one pickle
+    gc.collect()  # as core._heap.freeze_startup_heap: full collections then walk what batches make, not the
+    gc.freeze()  # modules and exporter (a third of the CPU left per span, without)
     try:
         while (batch := read_message(stream)) is not None:
             if batch:
