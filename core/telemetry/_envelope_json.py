@@ -7,10 +7,10 @@ encoder calling ``SdkJSONEncoder.default`` for every model, which lists the mode
 fields each time (about a third of the export process's CPU). Given bytes, ``track`` posts them as
 they are. :func:`encoded` makes those bytes with orjson: a model is its REST form minus its
 read-only fields (found once per model class, as ``SdkJSONEncoder`` decides them); everything else
-as the json module writes it, or, where orjson would write a value differently or cannot
-write it, None: the batch then goes the stock way. The same JSON value reaches the ingestion
-endpoint (tests/core/telemetry/test_envelopes.py compares them); the text differs only in
-spacing and in non-ASCII characters being UTF-8 rather than ``\\u`` escapes.
+as the json module writes it, and an item orjson would write differently, or cannot write, the
+stock way. The same JSON value reaches the ingestion endpoint (tests/core/telemetry/test_envelopes.py
+compares them); the text differs only in spacing and in non-ASCII characters being UTF-8 rather
+than ``\\u`` escapes.
 """
 
 from __future__ import annotations
