@@ -6,14 +6,26 @@ the ingestion endpoint, and the form kept in offline storage, must be the same."
 
 from __future__ import annotations
 
+import collections
+import datetime
+import enum
 import json
+import math
+import random
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 import pytest
 from azure.monitor.opentelemetry.exporter import ApplicationInsightsSampler, AzureMonitorTraceExporter
 from azure.monitor.opentelemetry.exporter._generated.exporter._utils.model_base import SdkJSONEncoder
-from azure.monitor.opentelemetry.exporter._utils import _get_telemetry_type
+from azure.monitor.opentelemetry.exporter._generated.exporter.models import (
+    ContextTagKeys,
+    MonitorBase,
+    RequestData,
+    TelemetryItem,
+)
+from azure.monitor.opentelemetry.exporter._utils import _get_telemetry_type, ns_to_duration
 from azure.monitor.opentelemetry.exporter.statsbeat.customer._utils import _get_telemetry_success_flag
 from opentelemetry import propagate, trace
 from opentelemetry.sdk.resources import Resource
@@ -23,6 +35,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from core import Completion, UpstreamUnavailable, Usage
 from core.telemetry import Tracing
+from core.telemetry._envelope_json import Rfc3339, duration, encoded
 from core.telemetry._export_child import expanded, exporter_for, span_from
 from core.telemetry._pipe_span import PipeSpan, PipeTracer
 from core.telemetry._span_pipe import span_record
@@ -123,6 +136,11 @@ def wire(items: list[Any]) -> list[Any]:
     return [json.loads(json.dumps(item, cls=SdkJSONEncoder, exclude_readonly=True)) for item in items]
 
 
+def sent(items: list[Any]) -> Any:
+    """The JSON value of the batch the generated client's ``track`` posts, serialized its own way."""
+    return json.loads(json.dumps(items, cls=SdkJSONEncoder, exclude_readonly=True))
+
+
 def sdk_stats(items: list[Any]) -> list[Any]:
     return [(_get_telemetry_type(item), _get_telemetry_success_flag(item)) for item in items]
 
@@ -153,12 +171,92 @@ def test_the_export_process_sends_the_envelopes_the_exporter_makes(name: str, di
         theirs.append(stock._span_to_envelope(span))
         theirs.extend(stock._span_events_to_envelopes(span))
     assert wire(ours) == wire(theirs)
+    batch = [stock._get_otel_resource_envelope(resource, None), *ours]  # export() sends the resource first
+    assert json.loads(encoded(batch) or b"") == sent(batch)  # what the export process posts instead (orjson)
+    assert json.loads(encoded(theirs) or b"") == sent(theirs)
     assert stored(ours) == stored(theirs)
     assert sdk_stats(ours) == sdk_stats(theirs)  # what the exporter's customer SDK stats count
     if name == "left to the exporter":
         assert built == 0
         assert "ExceptionData" in json.dumps(wire(ours))
-    else:  # the gateway's own spans all take the direct way
+    else:  # the gateway's own spans all take the direct way, and orjson writes their whole batch
         assert built == len(records)
+        assert b'": ' not in (encoded(batch) or b"")  # (the json module's separators: none of its items)
     if isinstance(sampler, ApplicationInsightsSampler):
         assert all(item["sampleRate"] == 100.0 for item in wire(ours))
+
+
+def odd_item(**raw: Any) -> TelemetryItem:
+    """An item whose request data holds ``raw`` as it is (the generated constructors would convert
+    datetimes, bytes, enums... first; a model's fields set later, or other models, may not)."""
+    item = TelemetryItem(name="Microsoft.ApplicationInsights.Request", time="2024-05-01T10:00:00Z",
+                         tags={ContextTagKeys.AI_CLOUD_ROLE: "r"}, data=MonitorBase(
+                             base_type="RequestData", base_data=RequestData(id="1", duration="0.00:00:00.001",
+                                                                            success=True, response_code="200")))
+    item.data.base_data._data.update(raw)
+    return item
+
+
+class Label(str, enum.Enum):  # noqa: UP042 (as the generated models' enums)
+    A = "a"
+
+
+class Level(enum.IntEnum):
+    HIGH = 3
+
+
+class Money(float):
+    pass
+
+
+ODD = {  # values orjson writes differently from the json module, or not at all: the same JSON value still
+    "non-finite measurement": {"measurements": {"a": math.nan, "b": math.inf, "c": -math.inf}},
+    "null": {"properties": {"k": None}},
+    "big int": {"measurements": {"a": 2**70}},
+    "non-ascii": {"properties": {"k": "Milano \u00e8 \U0001f600 \x00\n\"\\"}},
+    "a lone surrogate": {"properties": {"k": "\ud800"}},
+    "keys not str": {"properties": {1.5: "v", 2: "w", True: "x", None: "y"}},
+    "str enum keys": {"properties": {Label.A: "v", "b": "w"}},
+    "datetimes": {"a": datetime.datetime(2024, 5, 1, 12, tzinfo=datetime.timezone(datetime.timedelta(hours=2))),
+                  "b": datetime.datetime(2024, 5, 1, 12, 0, 0, 5), "c": datetime.date(2024, 5, 1),
+                  "d": datetime.time(1, 2, 3), "e": datetime.timedelta(seconds=90.5)},
+    "decimal and bytes": {"d": Decimal("1.25"), "b": b"\x00\xff", "c": bytearray(b"ab")},
+    "subclasses and enums": {"properties": {"k": Label.A}, "l": Level.HIGH, "m": Money(2.5),
+                             "t": collections.namedtuple("Pair", "a b")(1, 2), "o": collections.OrderedDict(x=1),
+                             "u": (1, "2")},
+}
+
+
+@pytest.mark.parametrize("name", list(ODD))
+def test_the_batch_json_is_the_stock_one_for_values_orjson_writes_otherwise(name: str) -> None:
+    items = [odd_item(), odd_item(**ODD[name]), odd_item()]
+    if name == "non-finite measurement":  # the json module writes NaN/Infinity: not JSON, Python reads it back
+        assert b"NaN" in (encoded(items) or b"")
+    assert json.loads(encoded(items) or b"") == sent(items)
+
+
+def test_an_unserializable_batch_fails_as_the_stock_one() -> None:
+    with pytest.raises(TypeError):
+        json.dumps([odd_item(properties={"k": {1, 2}})], cls=SdkJSONEncoder, exclude_readonly=True)
+    assert encoded([odd_item(properties={"k": {1, 2}})]) is None  # track then serializes (and fails) its own way
+
+
+def test_time_and_duration_are_written_as_the_exporter_writes_them() -> None:
+    """``TelemetryItem.time`` is the exporter's ``datetime.fromtimestamp(ns / 1e9, UTC)`` as ISO 8601
+    (microseconds rounded half to even from the float, none written when 0), its duration
+    ``ns_to_duration``: at every boundary and at random."""
+    rng = random.Random(16)
+    second = 10**9
+    times = [0, 1, 499, 500, 501, 999, 1000, second - 500, second - 501, second - 499, second]
+    for _ in range(20000):
+        whole = rng.randrange(0, 4 * 10**9) * second
+        times += [whole + rng.randrange(second), whole + rng.randrange(10**6) * 1000 + rng.choice((499, 500, 501)),
+                  whole + second - 500 + rng.randrange(-600, 600), whole, whole + rng.randrange(1000) * 10**6]
+    rfc3339 = Rfc3339()
+    for ns in times:
+        assert rfc3339(ns) == datetime.datetime.fromtimestamp(ns / 1e9, tz=datetime.UTC).isoformat().replace(
+            "+00:00", "Z"), ns
+    durations = [0, 499_999, 500_000, 59_999_499_999, 59_999_500_000, 60 * second, 86_400 * second, -1, -500_001]
+    durations += [rng.randrange(0, 10**14) for _ in range(20000)]
+    for ns in durations:
+        assert duration(ns) == ns_to_duration(ns), ns

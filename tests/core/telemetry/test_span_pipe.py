@@ -68,6 +68,9 @@ async def test_a_graceful_stop_exports_every_span_handed_over() -> None:
         await asyncio.to_thread(provider.shutdown)  # the stand-in runs in this loop
         assert pipe.dropped == 0
         assert pipe.child_exit_code == 0  # the export process exited by itself, cleanly
+        traces = [body for body in ingestion.bodies if '"RequestData"' in body]  # (not the SDK stats exporter's)
+        assert traces and all(body.startswith('[{"name":"') for body in traces)  # orjson's JSON, not the json
+        # module's ('": "'): the same value as the exporter's (tests/core/telemetry/test_envelopes.py)
         requests = ingestion.of_type("RequestData")
         dependencies = ingestion.of_type("RemoteDependencyData")
         assert sorted(e["data"]["baseData"]["id"] for e in requests) == sorted(ids)
