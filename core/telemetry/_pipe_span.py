@@ -25,10 +25,13 @@ from typing import Any, Protocol
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, Decision, ParentBased, Sampler
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.util._decorator import _agnosticcontextmanager
 from opentelemetry.util.types import Attributes, AttributeValue
+
+from ._w3c import valid_span_context
 
 _FLAGS = {(sampled, random): TraceFlags((TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT)
                                         | (TraceFlags.RANDOM_TRACE_ID if random else 0))
@@ -149,6 +152,8 @@ class PipeTracer(trace.Tracer):
         self._sampler = provider.sampler
         self._parent_decides = _parent_decides(provider.sampler)
         self._ids = provider.id_generator
+        # the SDK's generator never makes an invalid id (it draws again): no validity check needed
+        self._context = valid_span_context if type(self._ids) is RandomIdGenerator else SpanContext
         self._queue = queue
         self._scope = (name, version, schema_url)
 
@@ -196,11 +201,11 @@ class PipeTracer(trace.Tracer):
         ids = self._ids
         if parent is None:  # a root: sampled (ParentBased(ALWAYS_ON)), as the SDK's tracer decides
             flags = _SAMPLED_RANDOM if ids.is_trace_id_random() else _SAMPLED
-            span_context = SpanContext(ids.generate_trace_id(), ids.generate_span_id(), False, flags, None)
+            span_context = self._context(ids.generate_trace_id(), ids.generate_span_id(), False, flags, None)
         else:  # the parent's trace, its sampling decision, its trace state
             flags = parent[3]
-            span_context = SpanContext(parent[0], ids.generate_span_id(), False, _FLAGS[flags & 1, flags & 2],
-                                       parent[4])
+            span_context = self._context(parent[0], ids.generate_span_id(), False, _FLAGS[flags & 1, flags & 2],
+                                         parent[4])
             if not flags & 1:
                 return trace.NonRecordingSpan(span_context)
         return PipeSpan(self._queue, name, span_context, parent, kind, attributes, (), self._scope, time_ns(), static)

@@ -24,7 +24,7 @@ from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
 from opentelemetry.trace.propagation import _SPAN_KEY
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-from opentelemetry.trace.span import _TRACECONTEXT_MAXIMUM_TRACESTATE_LENGTH
+from opentelemetry.trace.span import _TRACECONTEXT_MAXIMUM_TRACESTATE_LENGTH, DEFAULT_TRACE_STATE
 
 _PATTERN = TraceContextTextMapPropagator._TRACEPARENT_HEADER_FORMAT_RE
 _MAX_TRACESTATE = _TRACECONTEXT_MAXIMUM_TRACESTATE_LENGTH
@@ -32,6 +32,17 @@ _ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
 _FLAGS = {f"{value:02x}": TraceFlags(value) for value in range(256)}  # the pattern's flags: 2 lower-case hex digits
 _HEX = {int(flags): text for text, flags in _FLAGS.items()}
 _EMPTY = Context()
+_new_tuple = tuple.__new__
+
+
+def valid_span_context(trace_id: int, span_id: int, is_remote: bool, flags: TraceFlags,
+                       state: TraceState | None) -> SpanContext:
+    """``SpanContext(trace_id, span_id, is_remote, flags, state)`` for ids the caller knows are valid
+    (non-zero, in range): the tuple ``SpanContext.__new__`` builds, without its Python-level call
+    (a few µs each on the serving loop, three times a request). tests/core/telemetry/test_w3c.py
+    holds it equal to the constructor's."""
+    return _new_tuple(SpanContext, (trace_id, span_id, is_remote, flags,
+                                    DEFAULT_TRACE_STATE if state is None else state, True))
 
 
 class _Fallback(enum.Enum):
@@ -83,7 +94,7 @@ def remote_parent(traceparent: str | None, tracestates: list[str] | None,
         if sum(len(value) for value in tracestates) + len(tracestates) - 1 > _MAX_TRACESTATE:
             return ASK  # the propagator's warning and its answer
         state = TraceState.from_header(tracestates)
-    return SpanContext(int(trace_id, 16), int(span_id, 16), True, _FLAGS[flags], state)
+    return valid_span_context(int(trace_id, 16), int(span_id, 16), True, _FLAGS[flags], state)  # ids checked above
 
 
 def extract(traceparent: str | None, tracestates: list[str] | None, has_baggage: bool) -> Context | None:

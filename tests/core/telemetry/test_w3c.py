@@ -13,6 +13,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from core import extract_trace_context
 from core.telemetry import inject_trace_context
+from core.telemetry._w3c import valid_span_context
 
 IDS = "0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331"
 TRACEPARENTS = [
@@ -72,3 +73,20 @@ def test_the_upstream_call_carries_what_the_default_propagators_write(state: Tra
         finally:
             context.detach(token)
     assert inject_trace_context({"Accept": "application/json"}) == {"Accept": "application/json"}
+
+
+@pytest.mark.parametrize("ids", [(1, 1), (0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331),
+                                 (2**128 - 1, 2**64 - 1)])
+@pytest.mark.parametrize("remote", [True, False])
+@pytest.mark.parametrize("flags", [TraceFlags(0), TraceFlags(1), TraceFlags(3)])
+@pytest.mark.parametrize("state", [None, TraceState([("congo", "t61rcWkgMzE")])])
+def test_span_contexts_made_without_the_constructor_are_the_constructors(
+        ids: tuple[int, int], remote: bool, flags: TraceFlags, state: TraceState | None) -> None:
+    """The gateway's own spans (and a caller's parent) get their SpanContext as a plain tuple: it must
+    be the very value SpanContext(...) makes, field by field, with the same defaults."""
+    made = valid_span_context(*ids, remote, flags, state)
+    expected = SpanContext(*ids, is_remote=remote, trace_flags=flags, trace_state=state)
+    assert type(made) is SpanContext and made == expected
+    assert (made.trace_id, made.span_id, made.is_remote, made.trace_flags, made.trace_state, made.is_valid) == (
+        expected.trace_id, expected.span_id, expected.is_remote, expected.trace_flags, expected.trace_state, True)
+    assert trace.format_trace_id(made.trace_id) == trace.format_trace_id(expected.trace_id)
