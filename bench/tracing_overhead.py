@@ -7,7 +7,9 @@ with ``--receiver``: counts the envelopes it is sent), and the REST gateway (``p
 http_api``) twice, once without and once with ``APPLICATIONINSIGHTS_CONNECTION_STRING``. wrk loads
 each at concurrency 1 and 16, in alternating slices (off, on, off, on, ...; ``--slices`` of
 ``--duration / --slices`` seconds each) so that load from elsewhere on a shared machine falls on
-both alike; throughput is all requests over all slices, p50/p99 the median of the slices'.
+both alike; throughput is all requests over all slices, p50/p99 the median of the slices'. After
+each traced slice it waits until the receiver has every request's envelope, so that the export
+process's work on that slice's last batch does not fall into the next untraced slice.
 Everything is stopped by PID. Statsbeat and live metrics are off: nothing leaves the machine. At
 the end it waits until the receiver has everything and prints what it received and the traced
 gateway's ``gateway_trace_spans_dropped_total``.
@@ -82,6 +84,24 @@ def settled(url: str, quiet: float = 8.0, limit: float = 120.0) -> dict[str, int
     return last
 
 
+def _answered(on_port: int) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{on_port}/metrics") as response:
+        metrics = response.read().decode()
+    return sum(float(line.split()[-1]) for line in metrics.splitlines() if line.startswith("gateway_requests_total{"))
+
+
+def drained(ingest_port: int, on_port: int, limit: float = 30.0) -> None:
+    """Wait until the receiver has a request envelope for every request the traced gateway answered
+    (its last partial batch goes out on the export schedule, ``OTEL_BSP_SCHEDULE_DELAY``, 5 s)."""
+    answered = _answered(on_port)
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"http://127.0.0.1:{ingest_port}/stats") as response:
+            if json.loads(response.read()).get("RequestData", 0) >= answered:
+                return
+        time.sleep(0.1)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=10, help="seconds per gateway and concurrency (default 10)")
@@ -120,14 +140,14 @@ def main() -> int:
             for _ in range(max(1, args.slices)):
                 runs["off"].append(run_wrk(off, script, connections, slice_seconds))
                 runs["on"].append(run_wrk(on, script, connections, slice_seconds))
+                drained(ingest_port, on_port)  # the export process's leftovers must not fall in the next off slice
             rows.append((connections, combined(runs["off"]), combined(runs["on"])))
         received = settled(f"http://127.0.0.1:{ingest_port}/stats")
         with urllib.request.urlopen(f"http://127.0.0.1:{on_port}/metrics") as response:
             metrics = response.read().decode()
         dropped = sum(float(line.split()[-1]) for line in metrics.splitlines()
                       if line.startswith("gateway_trace_spans_dropped_total"))
-        answered = sum(float(line.split()[-1]) for line in metrics.splitlines()
-                       if line.startswith("gateway_requests_total{"))
+        answered = _answered(on_port)
     print(f"\n{'conc':>4} | {'off rps':>8} {'p50 ms':>7} {'p99 ms':>7} | {'on rps':>8} {'p50 ms':>7} {'p99 ms':>7} "
           f"| {'on/off':>6} | errors")
     for connections, off_r, on_r in rows:
