@@ -37,7 +37,7 @@ from opentelemetry.sdk.resources import Resource  # noqa: E402
 from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
 from opentelemetry.trace import SpanKind  # noqa: E402
 
-from bench._harness import Processes, free_port  # noqa: E402
+from bench._harness import Processes, cpu_seconds, free_port  # noqa: E402
 from core import Completion, Usage  # noqa: E402
 from core.telemetry import Tracing  # noqa: E402
 from core.telemetry._pipe_span import PipeSpan, PipeTracer  # noqa: E402
@@ -80,11 +80,6 @@ def batches(spans: list[tuple[Any, ...]]) -> list[bytes]:
     chunks = [pickle.dumps(spans[i:i + CHUNK], protocol=pickle.HIGHEST_PROTOCOL) for i in range(0, len(spans), CHUNK)]
     per = BATCH // CHUNK
     return [b"".join(chunks[i:i + per]) for i in range(0, len(chunks), per)]
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def received(url: str, count: int, limit: float = 300.0) -> None:

@@ -15,7 +15,7 @@ import grpc
 from opentelemetry import propagate
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from core import own_tracer
+from core import extract_trace_context, own_tracer
 
 Behavior = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
 
@@ -46,7 +46,11 @@ class ServerSpans(grpc.aio.ServerInterceptor):
         return grpc.unary_unary_rpc_method_handler(traced, handler.request_deserializer, handler.response_serializer)
 
     def _traced(self, method: str, carrier: dict[str, str], behavior: Behavior) -> Behavior:
-        parent = propagate.extract(carrier)
+        parent = extract_trace_context(carrier.get("traceparent"),  # as propagate.extract(carrier), directly
+                                       [carrier["tracestate"]] if "tracestate" in carrier else None,
+                                       "baggage" in carrier)
+        if parent is None:  # other propagators, or baggage: theirs to read
+            parent = propagate.extract(carrier)
         attributes = {"rpc.system": "grpc", "rpc.service": self._service, "rpc.method": method[len(self._prefix):]}
 
         async def run(request: Any, context: grpc.aio.ServicerContext) -> Any:

@@ -26,11 +26,11 @@ from fastapi.telemetry._api import TelemetryConfig, _exception_type
 from fastapi.telemetry._asgi import _HEADERS_GETTER, _SCHEMA_URL, _SENSITIVE_QUERY_PARAMETERS, _server_attributes
 from opentelemetry import context, propagate, trace
 from opentelemetry.context import Context
-from opentelemetry.trace import NonRecordingSpan, SpanKind, StatusCode
+from opentelemetry.trace import SpanKind, StatusCode
 from starlette.datastructures import Headers
 
 from core import own_tracer
-from core.telemetry import ASK, remote_parent
+from core.telemetry import ASK, parent_context, remote_parent
 
 from ._wire import HEADERS_KEY, READ_HEADERS
 
@@ -94,7 +94,7 @@ class RequestSpans:
             within = trace.set_span_in_context(span, _EMPTY)
         else:
             extracted = (propagate.extract(Headers(scope=scope), getter=_HEADERS_GETTER) if parent is ASK
-                         else _EMPTY if parent is None else trace.set_span_in_context(NonRecordingSpan(parent), _EMPTY))
+                         else parent_context(parent))
             span = tracer.start_span(name, context=extracted, kind=SpanKind.SERVER, attributes=attributes)
             within = trace.set_span_in_context(span, extracted)
         token = context.attach(within)

@@ -3,9 +3,9 @@
 
 from ._metrics import GatewayMetrics, RateLimitMetrics, TokenCollector
 from ._tracing import Attempt, Tracing, own_tracer, tracing_active
-from ._w3c import ASK, remote_parent
+from ._w3c import ASK, parent_context, remote_parent
 from ._w3c import extract as extract_trace_context
 from ._w3c import inject as inject_trace_context
 
 __all__ = ["ASK", "Attempt", "GatewayMetrics", "RateLimitMetrics", "TokenCollector", "Tracing", "extract_trace_context",
-           "inject_trace_context", "own_tracer", "remote_parent", "tracing_active"]
+           "inject_trace_context", "own_tracer", "parent_context", "remote_parent", "tracing_active"]

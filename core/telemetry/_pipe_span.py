@@ -31,7 +31,7 @@ from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode,
 from opentelemetry.util._decorator import _agnosticcontextmanager
 from opentelemetry.util.types import Attributes, AttributeValue
 
-from ._w3c import valid_span_context
+from ._w3c import parent_context, valid_span_context
 
 _FLAGS = {(sampled, random): TraceFlags((TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT)
                                         | (TraceFlags.RANDOM_TRACE_ID if random else 0))
@@ -39,7 +39,6 @@ _FLAGS = {(sampled, random): TraceFlags((TraceFlags.SAMPLED if sampled else Trac
 _SAMPLED, _SAMPLED_RANDOM = _FLAGS[True, False], _FLAGS[True, True]
 _UNSET = Status(StatusCode.UNSET)
 _KINDS = {kind: kind.value for kind in SpanKind}
-_EMPTY = Context()
 
 
 def _parent_decides(sampler: Sampler) -> bool:
@@ -196,8 +195,8 @@ class PipeTracer(trace.Tracer):
         many spans share (never modified; each span's own take precedence). Under a sampler other
         than the default it is ``start_span``."""
         if not self._parent_decides:
-            context = None if parent is None else trace.set_span_in_context(trace.NonRecordingSpan(parent), _EMPTY)
-            return self.start_span(name, context, kind, {**static, **attributes} if static else attributes)
+            merged = {**static, **attributes} if static else attributes
+            return self.start_span(name, parent_context(parent), kind, merged)
         ids = self._ids
         if parent is None:  # a root: sampled (ParentBased(ALWAYS_ON)), as the SDK's tracer decides
             flags = _SAMPLED_RANDOM if ids.is_trace_id_random() else _SAMPLED

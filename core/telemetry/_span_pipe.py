@@ -164,12 +164,8 @@ class SpanPipe(SpanProcessor):
             room = self._queued + len(records) <= self._max_queue
             if room:
                 self._queued += len(records)
-            else:
-                first = self._dropped == 0
-                self._dropped += len(records)
         if not room:
-            if first:
-                log.warning("trace export queue full: spans dropped (counted in gateway_trace_spans_dropped_total)")
+            self._count_dropped(len(records))
             return
         self._queue.append((len(records), pickle.dumps(records, protocol=pickle.HIGHEST_PROTOCOL)))
         if self._queued >= self._batch:

@@ -97,15 +97,16 @@ def remote_parent(traceparent: str | None, tracestates: list[str] | None,
     return valid_span_context(int(trace_id, 16), int(span_id, 16), True, _FLAGS[flags], state)  # ids checked above
 
 
+def parent_context(parent: SpanContext | None) -> Context:
+    """The context ``propagate.extract`` makes for a caller's span context (None: no parent, a new trace)."""
+    return _EMPTY if parent is None else trace.set_span_in_context(NonRecordingSpan(parent), _EMPTY)
+
+
 def extract(traceparent: str | None, tracestates: list[str] | None, has_baggage: bool) -> Context | None:
     """The context ``propagate.extract`` makes of these headers (see :func:`remote_parent`); None
     when it must be asked itself."""
     parent = remote_parent(traceparent, tracestates, has_baggage)
-    if parent is ASK:
-        return None
-    if parent is None:
-        return _EMPTY
-    return trace.set_span_in_context(NonRecordingSpan(parent), _EMPTY)
+    return None if parent is ASK else parent_context(parent)
 
 
 def inject(headers: dict[str, str]) -> dict[str, str]:
