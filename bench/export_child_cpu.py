@@ -24,6 +24,7 @@ import pickle
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -92,8 +93,9 @@ def received(url: str, count: int, limit: float = 300.0) -> None:
     raise SystemExit(f"the receiver did not get {count} envelopes in {limit} s")
 
 
-def measure(child_script: Path, sent: list[bytes], spans: int) -> tuple[float, float]:
-    """One export process fed ``sent``: (CPU seconds, wall seconds) after its first batch."""
+def measure(child_script: Path, sent: list[bytes], spans: int, rate: float) -> tuple[float, float]:
+    """One export process fed ``sent`` at ``rate`` spans a second: (CPU seconds, wall seconds) after
+    its first batch."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "APPLICATIONINSIGHTS_"))}
     env.update({"APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true",
@@ -101,7 +103,8 @@ def measure(child_script: Path, sent: list[bytes], spans: int) -> tuple[float, f
     config = {"connection_string": "InstrumentationKey=00000000-0000-4000-8000-000000000000;"
                                    f"IngestionEndpoint=http://127.0.0.1:{port}/",
               "resource": dict(Resource.create({"service.name": "bench"}).attributes)}
-    with Processes() as procs:
+    with tempfile.TemporaryDirectory() as storage, Processes() as procs:
+        env["TMPDIR"] = storage  # the exporter's offline storage goes under the temp dir
         procs.start([sys.executable, str(ROOT / "bench" / "tracing_overhead.py"), "--receiver", str(port)], port)
         stats = f"http://127.0.0.1:{port}/stats"
         child = subprocess.Popen([sys.executable, "-P", str(child_script)], stdin=subprocess.PIPE, env=env)
@@ -113,9 +116,12 @@ def measure(child_script: Path, sent: list[bytes], spans: int) -> tuple[float, f
             child.stdin.flush()
             received(stats, min(BATCH, spans))
             before, started = cpu_seconds(child.pid), time.monotonic()
-            for batch in sent[1:]:
+            for index, batch in enumerate(sent[1:]):
+                wait = started + index * BATCH / rate - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)
                 child.stdin.write(HEADER.pack(len(batch)) + batch)
-            child.stdin.flush()
+                child.stdin.flush()
             received(stats, spans)
             return cpu_seconds(child.pid) - before, time.monotonic() - started
         finally:
@@ -129,6 +135,8 @@ def main() -> int:
     parser.add_argument("--versus", type=Path, help="another export process script (e.g. an older _export_child.py "
                                                     "from git show), measured in turn with this one")
     parser.add_argument("--rounds", type=int, default=3, help="turns of each (default 3)")
+    parser.add_argument("--rate", type=float, default=5000.0,
+                        help="spans sent a second (default 5000, a traced gateway's 2,500 requests a second)")
     args = parser.parse_args()
     spans = records(args.requests)
     sent = batches(spans)
@@ -137,7 +145,7 @@ def main() -> int:
     cpu: dict[str, list[float]] = {name: [] for name in children}
     for _ in range(max(1, args.rounds)):
         for name, script in children.items():
-            seconds, wall = measure(script, sent, len(spans))
+            seconds, wall = measure(script, sent, len(spans), args.rate)
             cpu[name].append(seconds / measured * 1e6)
             print(f"{name}: {measured} spans, export process CPU {seconds:.2f} s in {wall:.2f} s wall, "
                   f"{cpu[name][-1]:.1f} us per span", flush=True)

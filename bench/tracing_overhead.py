@@ -125,6 +125,9 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmpdir, Processes() as procs:
         tmp = Path(tmpdir)
+        storage = tmp / "telemetry"  # the exporter's offline storage (under the temp dir): this run's own, so that
+        storage.mkdir()  # no blob left by another run with the same key is resent during this one
+        on_env["TMPDIR"] = str(storage)
         config = bench_config(tmp, procs.simulator() if args.upstream == "simulator" else procs.fake_upstream())
         procs.start([sys.executable, __file__, "--receiver", str(ingest_port)], ingest_port)
         off_port, on_port = procs.gateway(config, env=base_env), procs.gateway(config, env=on_env)
