@@ -43,6 +43,8 @@ from azure.monitor.opentelemetry.exporter._constants import (
     _REMOTE_DEPENDENCY_ENVELOPE_NAME,
     _REQUEST_ENVELOPE_NAME,
     _SAMPLE_RATE_KEY,
+    _TYPE_MAP,
+    _UNKNOWN,
 )
 from azure.monitor.opentelemetry.exporter._generated.exporter.models import (
     MonitorBase,
@@ -51,15 +53,18 @@ from azure.monitor.opentelemetry.exporter._generated.exporter.models import (
     TelemetryItem,
 )
 from azure.monitor.opentelemetry.exporter._utils import (
+    _get_telemetry_type,
     _is_status_code_success,
     _populate_part_a_fields,
     azure_monitor_context,
 )
+from azure.monitor.opentelemetry.exporter.export import _base as exporter_base
 from azure.monitor.opentelemetry.exporter.export.trace._exporter import _is_standard_attribute
 from azure.monitor.opentelemetry.exporter.export.trace._utils import (
     _get_target_for_dependency_from_peer,
     _get_url_for_http_request,
 )
+from azure.monitor.opentelemetry.exporter.statsbeat.customer._state import get_customer_stats_manager
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan, TracerProvider
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
@@ -157,7 +162,34 @@ class _Exporter(AzureMonitorTraceExporter):
         return super()._span_events_to_envelopes(self._span(span)) if span[10] else []
 
 
+def telemetry_type(item: Any) -> str:
+    """``_get_telemetry_type``: the customer SDK stats' name of an item's type, read from the REST
+    form (the generated ``item.data.base_type`` descriptors cost several times more)."""
+    try:
+        base_type = item._data["data"]._data["baseType"]
+    except (AttributeError, KeyError, TypeError):
+        return str(_get_telemetry_type(item))
+    return _TYPE_MAP.get(base_type, _UNKNOWN) if base_type else _UNKNOWN
+
+
+def count_sent(envelopes: Sequence[Any]) -> None:
+    """The exporter's ``track_successful_items`` after each batch sent (customer SDK stats: items
+    sent, by telemetry type), with the same counts added once per type instead of once per item
+    (a lock and a generated-model read each: a tenth of this process's CPU)."""
+    manager = get_customer_stats_manager()
+    if not manager.is_initialized:  # what count_successful_items checks first
+        return
+    counts: dict[str, int] = {}
+    for item in envelopes:
+        kind = telemetry_type(item)
+        counts[kind] = counts.get(kind, 0) + 1
+    for kind, count in counts.items():
+        manager.count_successful_items(count, kind)
+
+
 def exporter_for(config: dict[str, Any]) -> tuple[Any, Resource]:
+    """The exporter of this process (its base module's success count replaced by :func:`count_sent`)."""
+    exporter_base.track_successful_items = count_sent  # type: ignore[attr-defined]
     resource = Resource(config["resource"])
     options: dict[str, Any] = {"connection_string": config["connection_string"],
                                "tracer_provider": TracerProvider(resource=resource, shutdown_on_exit=False)}

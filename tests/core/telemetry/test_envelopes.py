@@ -26,7 +26,11 @@ from azure.monitor.opentelemetry.exporter._generated.exporter.models import (
     TelemetryItem,
 )
 from azure.monitor.opentelemetry.exporter._utils import _get_telemetry_type, ns_to_duration
-from azure.monitor.opentelemetry.exporter.statsbeat.customer._utils import _get_telemetry_success_flag
+from azure.monitor.opentelemetry.exporter.statsbeat.customer._state import get_customer_stats_manager
+from azure.monitor.opentelemetry.exporter.statsbeat.customer._utils import (
+    _get_telemetry_success_flag,
+    track_successful_items,
+)
 from opentelemetry import propagate, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
@@ -36,7 +40,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from core import Completion, UpstreamUnavailable, Usage
 from core.telemetry import Tracing
 from core.telemetry._envelope_json import Rfc3339, duration, encoded
-from core.telemetry._export_child import expanded, exporter_for, span_from
+from core.telemetry._export_child import count_sent, expanded, exporter_for, span_from
 from core.telemetry._pipe_span import PipeSpan, PipeTracer
 from core.telemetry._span_pipe import span_record
 
@@ -145,6 +149,17 @@ def sdk_stats(items: list[Any]) -> list[Any]:
     return [(_get_telemetry_type(item), _get_telemetry_success_flag(item)) for item in items]
 
 
+def counted(track: Callable[[list[Any]], None], items: list[Any]) -> dict[str, int]:
+    """What ``track`` adds to the customer SDK stats' sent items, by telemetry type (the real manager,
+    initialized by the exporter's constructor; nothing is exported from it during a test)."""
+    manager = get_customer_stats_manager()
+    assert manager.is_initialized
+    before = dict(manager._counters.total_item_success_count)
+    track(items)
+    after = manager._counters.total_item_success_count
+    return {kind: after[kind] - before.get(kind, 0) for kind in after if after[kind] != before.get(kind, 0)}
+
+
 def stored(items: list[Any]) -> list[Any]:
     return [json.loads(json.dumps(item.as_dict())) for item in items]
 
@@ -176,6 +191,9 @@ def test_the_export_process_sends_the_envelopes_the_exporter_makes(name: str, di
     assert json.loads(encoded(theirs) or b"") == sent(theirs)
     assert stored(ours) == stored(theirs)
     assert sdk_stats(ours) == sdk_stats(theirs)  # what the exporter's customer SDK stats count
+    sent_counts = counted(count_sent, ours)  # the export process's count after a batch is sent: once per type
+    assert sent_counts == counted(track_successful_items, theirs)
+    assert sum(sent_counts.values()) == len(ours)
     if name == "left to the exporter":
         assert built == 0
         assert "ExceptionData" in json.dumps(wire(ours))
