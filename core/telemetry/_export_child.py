@@ -95,29 +95,22 @@ def read_message(stream: IO[bytes]) -> bytes | None:
 
 def records_in(batch: bytes) -> list[tuple[Any, ...]]:
     """The span records of a batch: pickled lists of records one after another (our own parent,
-    over our own pipe), each as :func:`expanded`."""
+    over our own pipe), as ``_span_pipe`` makes them (the span's shared attributes last: one dict
+    per chunk, not merged here)."""
     stream = io.BytesIO(batch)
     records: list[tuple[Any, ...]] = []
     while stream.tell() < len(batch):
-        records.extend(map(expanded, pickle.load(stream)))
+        records.extend(pickle.load(stream))
     return records
 
 
-def expanded(record: tuple[Any, ...]) -> tuple[Any, ...]:
-    """A record as sent (``_span_pipe.span_record``, ``PipeSpan.record``: the span's shared attributes
-    last) to the form read here: the shared attributes under the span's own, in ``attributes``."""
-    (name, trace_id, span_id, flags, state, parent, kind, start, end, attributes, events, links, code, description,
-     scope, static) = record
-    if not static:
-        return record[:15]
-    return (name, trace_id, span_id, flags, state, parent, kind, start, end, {**static, **attributes}, events, links,
-            code, description, scope)
-
-
 def span_from(record: tuple[Any, ...], resource: Resource, scopes: dict[Any, InstrumentationScope]) -> ReadableSpan:
-    """The inverse of ``_span_pipe.span_record``."""
+    """The inverse of ``_span_pipe.span_record`` (and of ``PipeSpan.record``: the shared attributes
+    under the span's own)."""
     (name, trace_id, span_id, flags, state, parent, kind, start, end, attributes, events, links,
-     code, description, scope) = record
+     code, description, scope, static) = record
+    if static:
+        attributes = {**static, **attributes}
     trace_state = TraceState.from_header([state]) if state else None
     context = SpanContext(trace_id, span_id, is_remote=False, trace_flags=TraceFlags(flags), trace_state=trace_state)
     parent_context = (SpanContext(trace_id, parent[0], is_remote=parent[1], trace_flags=TraceFlags(flags),
@@ -228,44 +221,65 @@ class Envelopes:
     generated-model constructors): REST and gRPC request spans and GenAI dependency spans with no
     events, no links and only the standard attributes listed above. :meth:`build` returns None for
     any other span: it goes through the exporter's own conversion. The items are the ones
-    ``_convert_span_to_envelope`` makes (tests/core/telemetry/test_envelopes.py compares them)."""
+    ``_convert_span_to_envelope`` makes (tests/core/telemetry/test_envelopes.py compares them).
+
+    What depends only on a span's shape is worked out once and kept (each cache bounded, then
+    cleared): which attributes go to ``properties`` for a set of attribute keys; the properties of
+    a record's shared attributes (a request span's start attributes, an instance's attributes of an
+    attempt span: one dict per chunk of records, see ``_span_pipe``); a request's name, url, result
+    code and status class; a dependency's name, type and target."""
 
     def __init__(self, resource: Resource, instrumentation_key: str | None) -> None:
         self._tags = {getattr(k, "value", k): v for k, v in
                       {**azure_monitor_context, **_populate_part_a_fields(resource)}.items()}
         self._ikey = instrumentation_key
         self._plans: dict[tuple[Any, ...], tuple[tuple[str, int], ...] | None] = {}  # see _plan
+        self._shared: dict[tuple[int, int], tuple[Any, dict[str, str] | None, bool]] = {}  # see _share
         self._scopes: dict[str, bool] = {}  # instrumentation scope name -> not one the exporter treats apart
         self._time = Rfc3339()
         self._urls: dict[tuple[Any, ...], Any] = {}  # see _url
+        self._requests: dict[tuple[Any, ...], tuple[str, dict[str, Any], bool]] = {}  # see _request
+        self._dependencies: dict[tuple[Any, ...], tuple[str, dict[str, Any]]] = {}  # see _dependency
         for cls in (TelemetryItem, MonitorBase, RequestData, RemoteDependencyData):
             cls.__new__(cls)  # the generated class's one-time setup, which _model skips
 
     def build(self, record: tuple[Any, ...]) -> Any:
-        (name, trace_id, span_id, _flags, _state, parent, kind, start, end, attributes, events, links,
-         code, _description, scope) = record
+        (name, trace_id, span_id, _flags, _state, parent, kind, start, end, own, events, links,
+         code, _description, scope, static) = record
         if events or links:
             return None
         if scope is not None:
-            own = self._scopes.get(scope[0])
-            if own is None:
-                own = self._scopes[scope[0]] = not (scope[0].startswith(("azure", "opentelemetry.instrumentation."))
-                                                    or scope[0] in _INSTRUMENTATION_SUPPORTING_METRICS_LIST)
-            if not own:
+            ours = self._scopes.get(scope[0])
+            if ours is None:
+                ours = self._scopes[scope[0]] = not (scope[0].startswith(("azure", "opentelemetry.instrumentation."))
+                                                     or scope[0] in _INSTRUMENTATION_SUPPORTING_METRICS_LIST)
+            if not ours:
                 return None
-        plans, shape = self._plans, (kind, *attributes)
+        if static:
+            shared = self._shared.get((id(static), kind))
+            if shared is None or shared[0] is not static:
+                shared = self._share(static, kind)
+            _, properties, has_system = shared
+            if properties is None:
+                return None
+            properties = properties.copy()
+            attributes = {**static, **own}
+        else:
+            properties, has_system, attributes = {}, False, own
+        plans, shape = self._plans, (kind, has_system, *own)
         plan = plans.get(shape, _UNPLANNED)
         if plan is _UNPLANNED:
             if len(plans) >= 1024:
                 plans.clear()
-            plan = plans[shape] = self._plan(kind, attributes)
+            plan = plans[shape] = self._plan(kind, own, has_system)
         if plan is None:
             return None
-        properties = {}
         for key, limit in plan:
-            value = attributes[key]
+            value = own[key]
             if value is not None:
                 properties[key] = str(value)[:limit]
+            elif key in properties:  # the span's own None over a shared value: no property
+                del properties[key]
         try:  # as f"{id:032x}" (and :016x) for ids in range, 3 times faster; beyond it: the exporter's way
             tags = {**self._tags, "ai.operation.id": trace_id.to_bytes(16).hex()}
             if parent is not None and parent[0]:
@@ -292,15 +306,32 @@ class Envelopes:
             item["sampleRate"] = attributes[_SAMPLE_RATE_KEY]
         return _model(TelemetryItem, item)
 
+    def _share(self, static: Mapping[str, Any], kind: int) -> tuple[Any, dict[str, str] | None, bool]:
+        """For a record's shared attributes: (them, their properties or None when the span is left
+        to the exporter, whether they name ``gen_ai.system``). Kept by the dict's identity while it
+        is kept here (so no other dict can take its id), until 256 are kept."""
+        if len(self._shared) >= 256:
+            self._shared.clear()
+        plan = self._plan(kind, static, True)  # the kind's gen_ai.system check: on the span's keys (build)
+        properties: dict[str, str] | None = None
+        if plan is not None:
+            properties = {}
+            for key, limit in plan:
+                value = static[key]
+                if value is not None:
+                    properties[key] = str(value)[:limit]
+        shared = self._shared[(id(static), kind)] = (static, properties, "gen_ai.system" in static)
+        return shared
+
     @staticmethod
-    def _plan(kind: int, keys: Mapping[str, Any]) -> tuple[tuple[str, int], ...] | None:
-        """The attributes going to ``properties`` of a span of this kind with these attribute keys,
-        each with its value's length limit; None when the exporter's conversion decides: another
-        kind, an Azure SDK span (typed and targeted by its namespace), a standard attribute not
-        listed above (one the exporter may read)."""
+    def _plan(kind: int, keys: Mapping[str, Any], has_system: bool = False) -> tuple[tuple[str, int], ...] | None:
+        """The attributes going to ``properties`` of a span of this kind with these attribute keys
+        (``has_system``: its shared attributes name ``gen_ai.system``), each with its value's length
+        limit; None when the exporter's conversion decides: another kind, an Azure SDK span (typed
+        and targeted by its namespace), a standard attribute not listed above (one the exporter may read)."""
         if kind == _SERVER:
             allowed = _REQUEST_KEYS
-        elif kind == _CLIENT and "gen_ai.system" in keys:
+        elif kind == _CLIENT and (has_system or "gen_ai.system" in keys):
             allowed = _DEPENDENCY_KEYS
         else:
             return None
@@ -334,48 +365,92 @@ class Envelopes:
 
     def _request(self, name: str, attributes: Mapping[str, Any], tags: dict[str, str], duration: str,
                  success: bool) -> tuple[dict[str, Any], type[Any], str]:
-        tags["ai.operation.name"] = name
-        data: dict[str, Any] = {"ver": 2, "name": name, "duration": duration, "responseCode": "0", "success": success}
+        """A request's data: its name, url, result code and whether its status is a success depend on
+        the span's name and the attributes read below only (see ``_REQUEST_KEYS``): kept per those
+        (while they are all hashable)."""
+        get = attributes.get
+        key = (name, get("http.request.method", _UNPLANNED), get("http.route", _UNPLANNED),
+               get("url.scheme", _UNPLANNED), get("url.path", _UNPLANNED), get("url.query", _UNPLANNED),
+               get("server.address", _UNPLANNED), get("server.port", _UNPLANNED),
+               get("http.response.status_code", _UNPLANNED))
+        try:
+            known = self._requests.get(key)
+        except TypeError:  # an unhashable value (a sequence attribute): worked out for this span only
+            known = self._request_fields(name, attributes)
+        else:
+            if known is None:
+                if len(self._requests) >= 1024:
+                    self._requests.clear()
+                known = self._requests[key] = self._request_fields(name, attributes)
+        operation, fields, status_ok = known
+        tags["ai.operation.name"] = operation
+        data = {"ver": 2, **fields, "duration": duration, "success": success and status_ok}
+        return data, RequestData, _REQUEST_ENVELOPE_NAME
+
+    def _request_fields(self, name: str, attributes: Mapping[str, Any]) -> tuple[str, dict[str, Any], bool]:
+        """(``ai.operation.name``, the request's name, result code and url, whether its status is
+        a success) as the exporter's conversion makes them."""
+        operation = name
+        fields: dict[str, Any] = {"name": name, "responseCode": "0"}
+        status_ok = True
         if "http.request.method" in attributes:
             method = attributes["http.request.method"] or None  # as the exporter formats it
             url = self._url(attributes)
-            data["url"] = url
             if "http.route" in attributes:
-                tags["ai.operation.name"] = f"{method} {attributes['http.route']}"
+                operation = f"{method} {attributes['http.route']}"
             elif url:
-                tags["ai.operation.name"] = f"{method} {urlparse(url).path or '/'}"
+                operation = f"{method} {urlparse(url).path or '/'}"
             status = attributes.get("http.response.status_code")
             try:
                 status = int(status) if status else 0
             except ValueError:
                 status = 0
-            data["responseCode"] = str(status)
-            data["success"] = success and _is_status_code_success(status, is_trace=True)
-        if tags["ai.operation.name"]:
-            data["name"] = tags["ai.operation.name"][:1024]
-        data["responseCode"] = data["responseCode"][:1024]
-        if data.get("url"):
-            data["url"] = data["url"][:2048]
-        elif "url" in data and data["url"] is None:
-            del data["url"]
-        return data, RequestData, _REQUEST_ENVELOPE_NAME
+            fields["responseCode"] = str(status)
+            status_ok = _is_status_code_success(status, is_trace=True)
+            if url:
+                fields["url"] = url[:2048]
+            elif url is not None:
+                fields["url"] = url
+        if operation:
+            fields["name"] = operation[:1024]
+        fields["responseCode"] = fields["responseCode"][:1024]
+        return operation, fields, status_ok
+
+    def _dependency(self, name: str, attributes: Mapping[str, Any], tags: dict[str, str], duration: str,
+                    success: bool) -> tuple[dict[str, Any], type[Any], str]:
+        """A GenAI dependency's data: its name, type and target depend on the span's name,
+        ``gen_ai.system`` and ``peer.service`` only (the other attributes the exporter's target reads
+        are not in ``_DEPENDENCY_KEYS``): kept per those (while hashable)."""
+        key = (name, attributes["gen_ai.system"], attributes.get("peer.service", _UNPLANNED))
+        try:
+            known = self._dependencies.get(key)
+        except TypeError:
+            known = self._dependency_fields(name, attributes)
+        else:
+            if known is None:
+                if len(self._dependencies) >= 1024:
+                    self._dependencies.clear()
+                known = self._dependencies[key] = self._dependency_fields(name, attributes)
+        operation, fields = known
+        tags["ai.operation.name"] = operation
+        data = {"ver": 2, **fields, "duration": duration, "success": success}
+        return data, RemoteDependencyData, _REMOTE_DEPENDENCY_ENVELOPE_NAME
 
     @staticmethod
-    def _dependency(name: str, attributes: Mapping[str, Any], tags: dict[str, str], duration: str,
-                    success: bool) -> tuple[dict[str, Any], type[Any], str]:
-        tags["ai.operation.name"] = name
+    def _dependency_fields(name: str, attributes: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+        """(``ai.operation.name``, the dependency's name, result code, type and target) as the
+        exporter's conversion makes them for a GenAI span."""
         system = attributes["gen_ai.system"]
-        data: dict[str, Any] = {"ver": 2, "name": name, "resultCode": "0", "duration": duration, "success": success}
+        fields: dict[str, Any] = {"name": name, "resultCode": "0"}
         target = _get_target_for_dependency_from_peer(attributes)
-        kind = f"GenAI | {system}"
         if not target and system:
             target = system
         if name:
-            data["name"] = name[:1024]
-        data["type"] = kind[:1024]
+            fields["name"] = name[:1024]
+        fields["type"] = f"GenAI | {system}"[:1024]
         if target:
-            data["target"] = str(target)[:1024]
-        return data, RemoteDependencyData, _REMOTE_DEPENDENCY_ENVELOPE_NAME
+            fields["target"] = str(target)[:1024]
+        return name, fields
 
 
 def main() -> int:
