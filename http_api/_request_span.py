@@ -24,13 +24,13 @@ from typing import Any
 from fastapi import __version__ as fastapi_version
 from fastapi.telemetry._api import TelemetryConfig, _exception_type
 from fastapi.telemetry._asgi import _HEADERS_GETTER, _SCHEMA_URL, _SENSITIVE_QUERY_PARAMETERS, _server_attributes
-from opentelemetry import context, propagate, trace
+from opentelemetry import propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind, StatusCode
 from starlette.datastructures import Headers
 
 from core import own_tracer
-from core.telemetry import ASK, parent_context, remote_parent
+from core.telemetry import ASK, attach_context, detach_context, parent_context, remote_parent, with_span
 
 from ._wire import HEADERS_KEY, READ_HEADERS
 
@@ -91,13 +91,13 @@ class RequestSpans:
         span: trace.Span
         if parent is not ASK and self._direct is not None:
             span = self._direct(parent, name, SpanKind.SERVER, {}, attributes)  # the cached start: shared
-            within = trace.set_span_in_context(span, _EMPTY)
+            within = with_span(span, _EMPTY)
         else:
             extracted = (propagate.extract(Headers(scope=scope), getter=_HEADERS_GETTER) if parent is ASK
                          else parent_context(parent))
             span = tracer.start_span(name, context=extracted, kind=SpanKind.SERVER, attributes=attributes)
-            within = trace.set_span_in_context(span, extracted)
-        token = context.attach(within)
+            within = with_span(span, extracted)
+        token = attach_context(within)
         failure: BaseException | None = None
         try:
             if not await app(scope, receive, send):
@@ -106,7 +106,7 @@ class RequestSpans:
             failure = exc
             raise
         finally:
-            context.detach(token)
+            detach_context(token)
             status: int | None = scope.get(STATUS_KEY)
             if status is not None:
                 span.set_attribute("http.response.status_code", status)

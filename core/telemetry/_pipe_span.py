@@ -17,6 +17,7 @@ limits apply (128 attributes, events, links by default; these spans have fewer t
 
 from __future__ import annotations
 
+import random
 import traceback
 from collections.abc import Iterator, Mapping, Sequence
 from time import time_ns
@@ -38,7 +39,6 @@ _FLAGS = {(sampled, random): TraceFlags((TraceFlags.SAMPLED if sampled else Trac
           for sampled in (False, True, 0, 1) for random in (False, True, 0, 2)}  # (sampled, random trace id) -> flags
 _SAMPLED, _SAMPLED_RANDOM = _FLAGS[True, False], _FLAGS[True, True]
 _UNSET = Status(StatusCode.UNSET)
-_KINDS = {kind: kind.value for kind in SpanKind}
 
 
 def _parent_decides(sampler: Sampler) -> bool:
@@ -64,7 +64,7 @@ class PipeSpan(trace.Span):
 
     def __init__(self, queue: Queue, name: str, context: SpanContext, parent: SpanContext | None, kind: SpanKind,
                  attributes: dict[str, Any], links: Sequence[Link], scope: tuple[str, str | None, str | None],
-                 start: int, static: Mapping[str, Any] | None = None) -> None:
+                 start: int, static: Mapping[str, Any] | None = None, sampled: bool | None = None) -> None:
         self._queue = queue
         self._name = name
         self._context = context
@@ -76,9 +76,9 @@ class PipeSpan(trace.Span):
         self._scope = scope
         self._start = start
         self._end: int | None = None
-        self._events: list[tuple[str, dict[str, Any], int]] = []
+        self._events: list[tuple[str, dict[str, Any], int]] | tuple[()] = ()  # a list from the first event
         self._status = _UNSET
-        self._sampled = context.trace_flags.sampled
+        self._sampled = context.trace_flags.sampled if sampled is None else sampled
 
     def record(self) -> tuple[Any, ...]:
         """What ``_span_pipe.span_record`` makes of an SDK span, for this one: the shared ``static``
@@ -89,7 +89,7 @@ class PipeSpan(trace.Span):
         return (
             self._name, ctx[0], ctx[1], int(ctx[3]), state.to_header() if state else "",
             (parent[1], parent[2]) if parent is not None else None,
-            _KINDS[self._kind], self._start, self._end, self._attributes, self._events,
+            self._kind._value_, self._start, self._end, self._attributes, self._events,
             [(link.context.trace_id, link.context.span_id, int(link.context.trace_flags), dict(link.attributes or {}))
              for link in self._links] if self._links else (),
             code, description, self._scope, self._static,
@@ -111,7 +111,11 @@ class PipeSpan(trace.Span):
 
     def add_event(self, name: str, attributes: Attributes = None, timestamp: int | None = None) -> None:
         if self._end is None:
-            self._events.append((name, dict(attributes or {}), timestamp if timestamp is not None else time_ns()))
+            event = (name, dict(attributes or {}), timestamp if timestamp is not None else time_ns())
+            if self._events:
+                self._events.append(event)
+            else:
+                self._events = [event]
 
     def update_name(self, name: str) -> None:
         if self._end is None:
@@ -153,6 +157,7 @@ class PipeTracer(trace.Tracer):
         self._ids = provider.id_generator
         # the SDK's generator never makes an invalid id (it draws again): no validity check needed
         self._context = valid_span_context if type(self._ids) is RandomIdGenerator else SpanContext
+        self._random_ids = type(self._ids) is RandomIdGenerator  # its span ids drawn here, as it draws them
         self._queue = queue
         self._scope = (name, version, schema_url)
 
@@ -203,11 +208,13 @@ class PipeTracer(trace.Tracer):
             span_context = self._context(ids.generate_trace_id(), ids.generate_span_id(), False, flags, None)
         else:  # the parent's trace, its sampling decision, its trace state
             flags = parent[3]
-            span_context = self._context(parent[0], ids.generate_span_id(), False, _FLAGS[flags & 1, flags & 2],
-                                         parent[4])
+            span_id = random.getrandbits(64) if self._random_ids else 0  # (RandomIdGenerator's draw, without its call)
+            span_context = self._context(parent[0], span_id or ids.generate_span_id(), False,
+                                         _FLAGS[flags & 1, flags & 2], parent[4])
             if not flags & 1:
                 return trace.NonRecordingSpan(span_context)
-        return PipeSpan(self._queue, name, span_context, parent, kind, attributes, (), self._scope, time_ns(), static)
+        return PipeSpan(self._queue, name, span_context, parent, kind, attributes, (), self._scope, time_ns(), static,
+                        True)
 
     @_agnosticcontextmanager
     def start_as_current_span(self, name: str, context: Context | None = None, kind: SpanKind = SpanKind.INTERNAL,

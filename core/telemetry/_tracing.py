@@ -26,14 +26,12 @@ from urllib.parse import urlsplit
 
 import orjson
 from opentelemetry import trace
-from opentelemetry.context import attach as _attach
-from opentelemetry.context import detach as _detach
-from opentelemetry.context import get_current
 from opentelemetry.trace import Span, SpanContext, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation import _SPAN_KEY
 
 from .._errors import GatewayError
 from .._values import ChatMessage, Completion
+from ._current import attach, detach, get_current, with_span
 
 PROVIDER = "azure.ai.openai"
 Operation = Literal["chat", "embeddings"]
@@ -78,14 +76,14 @@ class Attempt:
 
     def __enter__(self) -> Attempt:
         assert self._span is not None
-        self._token = _attach(trace.set_span_in_context(self._span))  # current: the upstream call carries it
+        self._token = attach(with_span(self._span))  # current: the upstream call carries it
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  traceback: TracebackType | None) -> None:
         if error is not None:
             self.fail(error)
-        _detach(self._token)
+        detach(self._token)
         if self._open and self._span is not None:
             self._span.end()
             self._span = None

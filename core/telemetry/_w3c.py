@@ -19,12 +19,14 @@ from typing import Final, Literal, cast
 from opentelemetry import propagate, trace
 from opentelemetry.baggage import _BAGGAGE_KEY
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
-from opentelemetry.context import Context, get_current
+from opentelemetry.context import Context
 from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
 from opentelemetry.trace.propagation import _SPAN_KEY
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.trace.span import _TRACECONTEXT_MAXIMUM_TRACESTATE_LENGTH, DEFAULT_TRACE_STATE
+
+from ._current import get_current
 
 _PATTERN = TraceContextTextMapPropagator._TRACEPARENT_HEADER_FORMAT_RE
 _MAX_TRACESTATE = _TRACECONTEXT_MAXIMUM_TRACESTATE_LENGTH

@@ -90,3 +90,35 @@ def test_span_contexts_made_without_the_constructor_are_the_constructors(
     assert (made.trace_id, made.span_id, made.is_remote, made.trace_flags, made.trace_state, made.is_valid) == (
         expected.trace_id, expected.span_id, expected.is_remote, expected.trace_flags, expected.trace_state, True)
     assert trace.format_trace_id(made.trace_id) == trace.format_trace_id(expected.trace_id)
+
+
+def test_the_current_context_is_the_apis_whichever_side_sets_or_reads_it(caplog: pytest.LogCaptureFixture) -> None:
+    """The gateway makes its spans current on the API's own context variable (core/telemetry/_current.py):
+    what it sets, OpenTelemetry (and the log records it correlates) reads, and the other way round."""
+    from core.telemetry import _current
+
+    assert _current.direct  # the default runtime context: the variable's own methods
+    caller = NonRecordingSpan(valid_span_context(0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331, True,
+                                                 TraceFlags(1), None))
+    ours = NonRecordingSpan(valid_span_context(0x0AF7651916CD43DD8448EB211C80319C, 0x00F067AA0BA902B7, False,
+                                               TraceFlags(1), None))
+    outer = context.attach(baggage.set_baggage("k", "v", trace.set_span_in_context(caller)))
+    try:
+        within = _current.with_span(ours)
+        assert type(within) is context.Context
+        assert within == trace.set_span_in_context(ours)  # the current context's baggage kept, its span replaced
+        token = _current.attach(within)
+        assert context.get_current() is within and trace.get_current_span() is ours
+        assert baggage.get_baggage("k") == "v"
+        _current.detach(token)
+        assert trace.get_current_span() is caller
+        token = context.attach(_current.with_span(ours, context.Context()))
+        assert _current.get_current() is context.get_current() and trace.get_current_span() is ours
+        _current.detach(token)
+        assert trace.get_current_span() is caller
+        _current.detach(token)  # twice: refused by the variable, logged, nothing raised
+        assert trace.get_current_span() is caller
+        assert "could not restore the OpenTelemetry context" in caplog.text
+    finally:
+        context.detach(outer)
+    assert trace.get_current_span() is trace.INVALID_SPAN
