@@ -14,7 +14,7 @@ Everything is stopped by PID. Statsbeat and live metrics are off: nothing leaves
 the end it waits until the receiver has everything and prints what it received and the traced
 gateway's ``gateway_trace_spans_dropped_total``.
 
-    .venv/bin/python bench/tracing_overhead.py [--duration 10]
+    .venv/bin/python bench/tracing_overhead.py [--duration 20] [--upstream fake]
 """
 
 from __future__ import annotations
@@ -104,8 +104,10 @@ def drained(ingest_port: int, on_port: int, limit: float = 30.0) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--duration", type=int, default=10, help="seconds per gateway and concurrency (default 10)")
-    parser.add_argument("--slices", type=int, default=5, help="alternating off/on wrk runs per concurrency (default 5)")
+    parser.add_argument("--duration", type=int, default=20, help="seconds per gateway and concurrency (default 20)")
+    parser.add_argument("--slices", type=int, default=10,
+                        help="alternating off/on wrk runs per concurrency (default 10: the shared machine's speed "
+                             "changes within seconds, and a single run of 5 slices moved by +-0.05)")
     parser.add_argument("--upstream", choices=["simulator", "fake"], default="simulator",
                         help="the simulator in zero-latency mode (default), or bench/fake_upstream.py (fixed "
                              "answers, the hot-path bench's: next to no CPU, as a remote Azure OpenAI takes none here)")
