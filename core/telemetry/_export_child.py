@@ -5,7 +5,7 @@ whether to ingest with a managed identity, the resource attributes), then batche
 (chunks of records, each chunk a pickled list, the batch their concatenation). Each
 batch goes through the real ``AzureMonitorTraceExporter``'s ``export`` (transport, retries, offline
 storage, Entra credential as in-process). Only the envelope of each span is made differently for
-the spans the gateway itself makes (:class:`Envelopes`: request spans of the hosts, GenAI attempt
+the spans the gateway itself makes (``_envelopes.Envelopes``: request spans of the hosts, GenAI attempt
 spans): built straight from the record into the generated models' REST form, about a tenth of the
 CPU of the exporter's conversion (a ``ReadableSpan`` rebuilt, then each field through the generated
 models' (de)serializers), same envelopes. Every other span (Azure SDK calls, spans with events or
@@ -19,7 +19,7 @@ and SIGTERM are ignored so that a signal sent to the whole process group cannot 
 last flush.
 
 Run as a script (``python -P .../_export_child.py``): it imports OpenTelemetry, the exporter and
-its sibling ``_envelope_json.py`` only, not the gateway.
+its siblings ``_envelopes.py`` and ``_envelope_json.py`` only, not the gateway.
 """
 
 from __future__ import annotations
@@ -32,38 +32,14 @@ import pickle
 import signal
 import struct
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import IO, Any
-from urllib.parse import urlparse
 
 from azure.monitor.opentelemetry.exporter import AzureMonitorTraceExporter
-from azure.monitor.opentelemetry.exporter._constants import (
-    _GEN_AI_ATTRIBUTES,
-    _INSTRUMENTATION_SUPPORTING_METRICS_LIST,
-    _REMOTE_DEPENDENCY_ENVELOPE_NAME,
-    _REQUEST_ENVELOPE_NAME,
-    _SAMPLE_RATE_KEY,
-    _TYPE_MAP,
-    _UNKNOWN,
-)
-from azure.monitor.opentelemetry.exporter._generated.exporter.models import (
-    MonitorBase,
-    RemoteDependencyData,
-    RequestData,
-    TelemetryItem,
-)
-from azure.monitor.opentelemetry.exporter._utils import (
-    _get_telemetry_type,
-    _is_status_code_success,
-    _populate_part_a_fields,
-    azure_monitor_context,
-)
+from azure.monitor.opentelemetry.exporter._constants import _TYPE_MAP, _UNKNOWN
+from azure.monitor.opentelemetry.exporter._generated.exporter.models import TelemetryItem
+from azure.monitor.opentelemetry.exporter._utils import _get_telemetry_type
 from azure.monitor.opentelemetry.exporter.export import _base as exporter_base
-from azure.monitor.opentelemetry.exporter.export.trace._exporter import _is_standard_attribute
-from azure.monitor.opentelemetry.exporter.export.trace._utils import (
-    _get_target_for_dependency_from_peer,
-    _get_url_for_http_request,
-)
 from azure.monitor.opentelemetry.exporter.statsbeat.customer._state import get_customer_stats_manager
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan, TracerProvider
@@ -71,10 +47,12 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
 
 if __package__:  # imported (tests)
-    from ._envelope_json import Rfc3339, duration, fast_track
-else:  # run as a script: its sibling module, not the gateway's package
+    from ._envelope_json import fast_track
+    from ._envelopes import Envelopes
+else:  # run as a script: its sibling modules, not the gateway's package
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from _envelope_json import Rfc3339, duration, fast_track  # type: ignore[import-not-found,no-redef]
+    from _envelope_json import fast_track  # type: ignore[import-not-found,no-redef]
+    from _envelopes import Envelopes  # type: ignore[import-not-found,no-redef]
 
 _HEADER = struct.Struct(">I")
 _KINDS = {kind.value: kind for kind in SpanKind}
@@ -191,266 +169,6 @@ def exporter_for(config: dict[str, Any]) -> tuple[Any, Resource]:
 
         options["credential"] = ManagedIdentityCredential(client_id=config.get("managed_identity_client_id") or None)
     return _Exporter(resource, **options), resource
-
-
-# ---- the envelope builder for the gateway's own spans ---------------------------------------------------------
-
-_REQUEST_KEYS = frozenset({  # standard attributes of the hosts' SERVER spans (FastAPI's, grpc_host's)
-    "http.request.method", "http.request.method_original", "url.scheme", "url.path", "url.query",
-    "network.protocol.version", "server.address", "server.port", "http.route", "http.response.status_code",
-    "error.type", "rpc.system", "rpc.service", "rpc.method", "rpc.grpc.status_code", _SAMPLE_RATE_KEY})
-_DEPENDENCY_KEYS = frozenset({  # standard attributes of core.telemetry.Tracing's GenAI attempt spans
-    "server.address", "server.port", "peer.service", "error.type", _SAMPLE_RATE_KEY})
-_SERVER, _CLIENT = SpanKind.SERVER.value, SpanKind.CLIENT.value
-_OK_CODES = frozenset({StatusCode.UNSET.value, StatusCode.OK.value})
-_UNPLANNED: Any = object()
-_new = object.__new__
-
-
-def _model(cls: Any, data: dict[str, Any]) -> Any:
-    """A generated model over ``data`` (already in its REST form), without the generated
-    constructor's per-field (de)serialization: what ``_transmit`` and its bookkeeping read.
-    (``Model.__new__``, the class's one-time setup, has run: see :class:`Envelopes`.)"""
-    model = _new(cls)
-    model._data = data
-    return model
-
-
-class Envelopes:
-    """Telemetry items of the spans the gateway makes, built directly (no ``ReadableSpan``, no
-    generated-model constructors): REST and gRPC request spans and GenAI dependency spans with no
-    events, no links and only the standard attributes listed above. :meth:`build` returns None for
-    any other span: it goes through the exporter's own conversion. The items are the ones
-    ``_convert_span_to_envelope`` makes (tests/core/telemetry/test_envelopes.py compares them).
-
-    What depends only on a span's shape is worked out once and kept (each cache bounded, then
-    cleared): which attributes go to ``properties`` for a set of attribute keys; the properties of
-    a record's shared attributes (a request span's start attributes, an instance's attributes of an
-    attempt span: one dict per chunk of records, see ``_span_pipe``); a request's name, url, result
-    code and status class; a dependency's name, type and target."""
-
-    def __init__(self, resource: Resource, instrumentation_key: str | None) -> None:
-        self._tags = {getattr(k, "value", k): v for k, v in
-                      {**azure_monitor_context, **_populate_part_a_fields(resource)}.items()}
-        self._ikey = instrumentation_key
-        self._plans: dict[tuple[Any, ...], tuple[tuple[str, int], ...] | None] = {}  # see _plan
-        self._shared: dict[tuple[int, int], tuple[Any, dict[str, str] | None, bool]] = {}  # see _share
-        self._scopes: dict[str, bool] = {}  # instrumentation scope name -> not one the exporter treats apart
-        self._time = Rfc3339()
-        self._urls: dict[tuple[Any, ...], Any] = {}  # see _url
-        self._requests: dict[tuple[Any, ...], tuple[str, dict[str, Any], bool]] = {}  # see _request
-        self._dependencies: dict[tuple[Any, ...], tuple[str, dict[str, Any]]] = {}  # see _dependency
-        for cls in (TelemetryItem, MonitorBase, RequestData, RemoteDependencyData):
-            cls.__new__(cls)  # the generated class's one-time setup, which _model skips
-
-    def build(self, record: tuple[Any, ...]) -> Any:
-        (name, trace_id, span_id, _flags, _state, parent, kind, start, end, own, events, links,
-         code, _description, scope, static) = record
-        if events or links:
-            return None
-        if scope is not None:
-            ours = self._scopes.get(scope[0])
-            if ours is None:
-                ours = self._scopes[scope[0]] = not (scope[0].startswith(("azure", "opentelemetry.instrumentation."))
-                                                     or scope[0] in _INSTRUMENTATION_SUPPORTING_METRICS_LIST)
-            if not ours:
-                return None
-        if static:
-            shared = self._shared.get((id(static), kind))
-            if shared is None or shared[0] is not static:
-                shared = self._share(static, kind)
-            _, properties, has_system = shared
-            if properties is None:
-                return None
-            properties = properties.copy()
-            attributes = {**static, **own}
-        else:
-            properties, has_system, attributes = {}, False, own
-        plans, shape = self._plans, (kind, has_system, *own)
-        plan = plans.get(shape, _UNPLANNED)
-        if plan is _UNPLANNED:
-            if len(plans) >= 1024:
-                plans.clear()
-            plan = plans[shape] = self._plan(kind, own, has_system)
-        if plan is None:
-            return None
-        for key, limit in plan:
-            value = own[key]
-            if value is not None:
-                properties[key] = str(value)[:limit]
-            elif key in properties:  # the span's own None over a shared value: no property
-                del properties[key]
-        try:  # as f"{id:032x}" (and :016x) for ids in range, 3 times faster; beyond it: the exporter's way
-            tags = {**self._tags, "ai.operation.id": trace_id.to_bytes(16).hex()}
-            if parent is not None and parent[0]:
-                tags["ai.operation.parentId"] = parent[0].to_bytes(8).hex()
-            span = span_id.to_bytes(8).hex()
-        except OverflowError:
-            return None
-        took = duration(end - start if start and end else 0)
-        success = code in _OK_CODES
-        if kind == _SERVER:
-            base, base_type, envelope_name = self._request(name, attributes, tags, took, success)
-        else:
-            base, base_type, envelope_name = self._dependency(name, attributes, tags, took, success)
-        base["id"] = span
-        base["properties"] = properties
-        base["measurements"] = {}
-        base["kind"] = base_type.__name__  # the discriminator (read-only: not sent, kept in offline storage)
-        data = _model(MonitorBase, {"baseData": _model(base_type, base), "baseType": base_type.__name__})
-        data._deserialized_baseType = True  # read as it is (customer SDK stats read it)
-        item = {"name": envelope_name, "tags": tags, "time": self._time(start or 0), "data": data}
-        if self._ikey is not None:
-            item["iKey"] = self._ikey
-        if _SAMPLE_RATE_KEY in attributes:
-            item["sampleRate"] = attributes[_SAMPLE_RATE_KEY]
-        return _model(TelemetryItem, item)
-
-    def _share(self, static: Mapping[str, Any], kind: int) -> tuple[Any, dict[str, str] | None, bool]:
-        """For a record's shared attributes: (them, their properties or None when the span is left
-        to the exporter, whether they name ``gen_ai.system``). Kept by the dict's identity while it
-        is kept here (so no other dict can take its id), until 256 are kept."""
-        if len(self._shared) >= 256:
-            self._shared.clear()
-        plan = self._plan(kind, static, True)  # the kind's gen_ai.system check: on the span's keys (build)
-        properties: dict[str, str] | None = None
-        if plan is not None:
-            properties = {}
-            for key, limit in plan:
-                value = static[key]
-                if value is not None:
-                    properties[key] = str(value)[:limit]
-        shared = self._shared[(id(static), kind)] = (static, properties, "gen_ai.system" in static)
-        return shared
-
-    @staticmethod
-    def _plan(kind: int, keys: Mapping[str, Any], has_system: bool = False) -> tuple[tuple[str, int], ...] | None:
-        """The attributes going to ``properties`` of a span of this kind with these attribute keys
-        (``has_system``: its shared attributes name ``gen_ai.system``), each with its value's length
-        limit; None when the exporter's conversion decides: another kind, an Azure SDK span (typed
-        and targeted by its namespace), a standard attribute not listed above (one the exporter may read)."""
-        if kind == _SERVER:
-            allowed = _REQUEST_KEYS
-        elif kind == _CLIENT and (has_system or "gen_ai.system" in keys):
-            allowed = _DEPENDENCY_KEYS
-        else:
-            return None
-        if "az.namespace" in keys:
-            return None
-        plan = []
-        for key in keys:
-            if _is_standard_attribute(key):
-                if key not in allowed:
-                    return None
-            elif key and len(key) <= 150:
-                plan.append((key, 256 * 1024 if key in _GEN_AI_ATTRIBUTES else 8192))
-        return tuple(plan)
-
-    def _url(self, attributes: Mapping[str, Any]) -> Any:
-        """``_get_url_for_http_request``, once per url: of what it reads only ``url.*`` and ``server.*``
-        can be here (see ``_REQUEST_KEYS``); cached for str values and an int port."""
-        get = attributes.get
-        key = (get("url.scheme"), get("url.path"), get("url.query", _UNPLANNED), get("server.address"),
-               get("server.port", _UNPLANNED))
-        scheme, path, query, address, port = key
-        if not (type(scheme) is type(path) is type(address) is str and (type(query) is str or query is _UNPLANNED)
-                and (type(port) is int or port is _UNPLANNED)):
-            return _get_url_for_http_request(attributes)
-        url = self._urls.get(key)
-        if url is None:
-            if len(self._urls) >= 1024:
-                self._urls.clear()
-            url = self._urls[key] = _get_url_for_http_request(attributes)
-        return url
-
-    def _request(self, name: str, attributes: Mapping[str, Any], tags: dict[str, str], duration: str,
-                 success: bool) -> tuple[dict[str, Any], type[Any], str]:
-        """A request's data: its name, url, result code and whether its status is a success depend on
-        the span's name and the attributes read below only (see ``_REQUEST_KEYS``): kept per those
-        (while they are all hashable)."""
-        get = attributes.get
-        key = (name, get("http.request.method", _UNPLANNED), get("http.route", _UNPLANNED),
-               get("url.scheme", _UNPLANNED), get("url.path", _UNPLANNED), get("url.query", _UNPLANNED),
-               get("server.address", _UNPLANNED), get("server.port", _UNPLANNED),
-               get("http.response.status_code", _UNPLANNED))
-        try:
-            known = self._requests.get(key)
-        except TypeError:  # an unhashable value (a sequence attribute): worked out for this span only
-            known = self._request_fields(name, attributes)
-        else:
-            if known is None:
-                if len(self._requests) >= 1024:
-                    self._requests.clear()
-                known = self._requests[key] = self._request_fields(name, attributes)
-        operation, fields, status_ok = known
-        tags["ai.operation.name"] = operation
-        data = {"ver": 2, **fields, "duration": duration, "success": success and status_ok}
-        return data, RequestData, _REQUEST_ENVELOPE_NAME
-
-    def _request_fields(self, name: str, attributes: Mapping[str, Any]) -> tuple[str, dict[str, Any], bool]:
-        """(``ai.operation.name``, the request's name, result code and url, whether its status is
-        a success) as the exporter's conversion makes them."""
-        operation = name
-        fields: dict[str, Any] = {"name": name, "responseCode": "0"}
-        status_ok = True
-        if "http.request.method" in attributes:
-            method = attributes["http.request.method"] or None  # as the exporter formats it
-            url = self._url(attributes)
-            if "http.route" in attributes:
-                operation = f"{method} {attributes['http.route']}"
-            elif url:
-                operation = f"{method} {urlparse(url).path or '/'}"
-            status = attributes.get("http.response.status_code")
-            try:
-                status = int(status) if status else 0
-            except ValueError:
-                status = 0
-            fields["responseCode"] = str(status)
-            status_ok = _is_status_code_success(status, is_trace=True)
-            if url:
-                fields["url"] = url[:2048]
-            elif url is not None:
-                fields["url"] = url
-        if operation:
-            fields["name"] = operation[:1024]
-        fields["responseCode"] = fields["responseCode"][:1024]
-        return operation, fields, status_ok
-
-    def _dependency(self, name: str, attributes: Mapping[str, Any], tags: dict[str, str], duration: str,
-                    success: bool) -> tuple[dict[str, Any], type[Any], str]:
-        """A GenAI dependency's data: its name, type and target depend on the span's name,
-        ``gen_ai.system`` and ``peer.service`` only (the other attributes the exporter's target reads
-        are not in ``_DEPENDENCY_KEYS``): kept per those (while hashable)."""
-        key = (name, attributes["gen_ai.system"], attributes.get("peer.service", _UNPLANNED))
-        try:
-            known = self._dependencies.get(key)
-        except TypeError:
-            known = self._dependency_fields(name, attributes)
-        else:
-            if known is None:
-                if len(self._dependencies) >= 1024:
-                    self._dependencies.clear()
-                known = self._dependencies[key] = self._dependency_fields(name, attributes)
-        operation, fields = known
-        tags["ai.operation.name"] = operation
-        data = {"ver": 2, **fields, "duration": duration, "success": success}
-        return data, RemoteDependencyData, _REMOTE_DEPENDENCY_ENVELOPE_NAME
-
-    @staticmethod
-    def _dependency_fields(name: str, attributes: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
-        """(``ai.operation.name``, the dependency's name, result code, type and target) as the
-        exporter's conversion makes them for a GenAI span."""
-        system = attributes["gen_ai.system"]
-        fields: dict[str, Any] = {"name": name, "resultCode": "0"}
-        target = _get_target_for_dependency_from_peer(attributes)
-        if not target and system:
-            target = system
-        if name:
-            fields["name"] = name[:1024]
-        fields["type"] = f"GenAI | {system}"[:1024]
-        if target:
-            fields["target"] = str(target)[:1024]
-        return name, fields
 
 
 def main() -> int:

@@ -1,4 +1,4 @@
-"""The export process builds the envelopes of the gateway's own spans itself (core/telemetry/_export_child.py,
+"""The export process builds the envelopes of the gateway's own spans itself (core/telemetry/_envelopes.py,
 ``Envelopes``) instead of the Azure Monitor exporter's conversion: what reaches Application Insights
 must not change. Each span here goes both ways (the real exporter's ``_convert_span_to_envelope`` on
 the rebuilt ``ReadableSpan``, and the export process's exporter on the record) and the JSON sent to
