@@ -214,7 +214,7 @@ class PipeTracer(trace.Tracer):
             if not flags & 1:
                 return trace.NonRecordingSpan(span_context)
         return PipeSpan(self._queue, name, span_context, parent, kind, attributes, (), self._scope, time_ns(), static,
-                        True)
+                        sampled=True)
 
     @_agnosticcontextmanager
     def start_as_current_span(self, name: str, context: Context | None = None, kind: SpanKind = SpanKind.INTERNAL,
