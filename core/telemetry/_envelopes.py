@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import urlparse
 
 from azure.monitor.opentelemetry.exporter._constants import (
@@ -62,20 +62,24 @@ _UNPLANNED: Any = object()
 _new = object.__new__
 
 
-def _kept(cache: dict[Any, T], key: Any, make: Callable[[str, Mapping[str, Any]], T], name: str,
-          attributes: Mapping[str, Any]) -> T:
-    """``make(name, attributes)``, kept in ``cache`` under ``key`` (at most 1,024 kept, then all
-    forgotten at once); made again each time when ``key`` holds an unhashable value (a sequence
-    attribute)."""
+def _kept(cache: dict[Any, T], key: Any, make: Callable[..., T], *args: Any) -> T:
+    """``make(*args)``, kept in ``cache`` under ``key`` (at most 1,024 kept, then all forgotten at
+    once); made again each time when ``key`` holds an unhashable value (a sequence attribute)."""
     try:
-        known = cache.get(key)
+        known: Any = cache.get(key, _UNPLANNED)
     except TypeError:
-        return make(name, attributes)
-    if known is None:
+        return make(*args)
+    if known is _UNPLANNED:
         if len(cache) >= 1024:
             cache.clear()
-        known = cache[key] = make(name, attributes)
-    return known
+        known = cache[key] = make(*args)
+    return cast(T, known)
+
+
+def _typed(values: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A cache key of attribute values that tells apart equal values of other types (8000, 8000.0
+    and True hash alike, and the exporter writes them differently)."""
+    return (*values, *map(type, values))
 
 
 def _model(cls: Any, data: dict[str, Any]) -> Any:
@@ -98,7 +102,8 @@ class Envelopes:
     cleared): which attributes go to ``properties`` for a set of attribute keys; the properties of
     a record's shared attributes (a request span's start attributes, an instance's attributes of an
     attempt span: one dict per chunk of records, see ``_span_pipe``); a request's name, url, result
-    code and status class; a dependency's name, type and target."""
+    code and status class; a dependency's name, type and target (each keyed by the values it is
+    made from and their types)."""
 
     def __init__(self, resource: Resource, instrumentation_key: str | None) -> None:
         self._tags = {getattr(k, "value", k): v for k, v in
@@ -108,7 +113,6 @@ class Envelopes:
         self._shared: dict[tuple[int, int], tuple[Any, dict[str, str] | None, bool]] = {}  # see _share
         self._scopes: dict[str, bool] = {}  # instrumentation scope name -> not one the exporter treats apart
         self._time = Rfc3339()
-        self._urls: dict[tuple[Any, ...], Any] = {}  # see _url
         self._requests: dict[tuple[Any, ...], tuple[str, dict[str, Any], bool]] = {}  # see _request
         self._dependencies: dict[tuple[Any, ...], tuple[str, dict[str, Any]]] = {}  # see _dependency
         for cls in (TelemetryItem, MonitorBase, RequestData, RemoteDependencyData):
@@ -137,12 +141,7 @@ class Envelopes:
             attributes = {**static, **own}
         else:
             properties, has_system, attributes = {}, False, own
-        plans, shape = self._plans, (kind, has_system, *own)
-        plan = plans.get(shape, _UNPLANNED)
-        if plan is _UNPLANNED:
-            if len(plans) >= 1024:
-                plans.clear()
-            plan = plans[shape] = self._plan(kind, own, has_system)
+        plan = _kept(self._plans, (kind, has_system, *own), self._plan, kind, own, has_system)
         if plan is None:
             return None
         for key, limit in plan:
@@ -217,33 +216,16 @@ class Envelopes:
                 plan.append((key, 256 * 1024 if key in _GEN_AI_ATTRIBUTES else 8192))
         return tuple(plan)
 
-    def _url(self, attributes: Mapping[str, Any]) -> Any:
-        """``_get_url_for_http_request``, once per url: of what it reads only ``url.*`` and ``server.*``
-        can be here (see ``_REQUEST_KEYS``); cached for str values and an int port."""
-        get = attributes.get
-        key = (get("url.scheme"), get("url.path"), get("url.query", _UNPLANNED), get("server.address"),
-               get("server.port", _UNPLANNED))
-        scheme, path, query, address, port = key
-        if not (type(scheme) is type(path) is type(address) is str and (type(query) is str or query is _UNPLANNED)
-                and (type(port) is int or port is _UNPLANNED)):
-            return _get_url_for_http_request(attributes)
-        url = self._urls.get(key)
-        if url is None:
-            if len(self._urls) >= 1024:
-                self._urls.clear()
-            url = self._urls[key] = _get_url_for_http_request(attributes)
-        return url
-
     def _request(self, name: str, attributes: Mapping[str, Any], tags: dict[str, str], duration: str,
                  success: bool) -> tuple[dict[str, Any], type[Any], str]:
         """A request's data: its name, url, result code and whether its status is a success depend on
         the span's name and the attributes read below only (see ``_REQUEST_KEYS``): kept per those
         (while they are all hashable)."""
         get = attributes.get
-        key = (name, get("http.request.method", _UNPLANNED), get("http.route", _UNPLANNED),
-               get("url.scheme", _UNPLANNED), get("url.path", _UNPLANNED), get("url.query", _UNPLANNED),
-               get("server.address", _UNPLANNED), get("server.port", _UNPLANNED),
-               get("http.response.status_code", _UNPLANNED))
+        key = _typed((name, get("http.request.method", _UNPLANNED), get("http.route", _UNPLANNED),
+                      get("url.scheme", _UNPLANNED), get("url.path", _UNPLANNED), get("url.query", _UNPLANNED),
+                      get("server.address", _UNPLANNED), get("server.port", _UNPLANNED),
+                      get("http.response.status_code", _UNPLANNED)))
         operation, fields, status_ok = _kept(self._requests, key, self._request_fields, name, attributes)
         tags["ai.operation.name"] = operation
         data = {"ver": 2, **fields, "duration": duration, "success": success and status_ok}
@@ -257,7 +239,7 @@ class Envelopes:
         status_ok = True
         if "http.request.method" in attributes:
             method = attributes["http.request.method"] or None  # as the exporter formats it
-            url = self._url(attributes)
+            url = _get_url_for_http_request(attributes)  # reads only url.* and server.* here (_REQUEST_KEYS)
             if "http.route" in attributes:
                 operation = f"{method} {attributes['http.route']}"
             elif url:
@@ -283,7 +265,7 @@ class Envelopes:
         """A GenAI dependency's data: its name, type and target depend on the span's name,
         ``gen_ai.system`` and ``peer.service`` only (the other attributes the exporter's target reads
         are not in ``_DEPENDENCY_KEYS``): kept per those (while hashable)."""
-        key = (name, attributes["gen_ai.system"], attributes.get("peer.service", _UNPLANNED))
+        key = _typed((name, attributes["gen_ai.system"], attributes.get("peer.service", _UNPLANNED)))
         operation, fields = _kept(self._dependencies, key, self._dependency_fields, name, attributes)
         tags["ai.operation.name"] = operation
         data = {"ver": 2, **fields, "duration": duration, "success": success}

@@ -115,7 +115,8 @@ def others(tracer: trace.Tracer, tracing: Tracing) -> None:
 
 def repeated(tracer: trace.Tracer, tracing: Tracing) -> None:
     """Spans of one shape again with other values (the builder keeps what a shape decides), a shared
-    attribute unset by the span itself, a value no cache can be keyed by."""
+    attribute unset by the span itself, a value no cache can be keyed by, one equal to an earlier
+    value but of another type."""
     for status in (200, 502, 200, 404, 200):
         request_like(tracer, tracing, status=status)
     request_like(tracer, tracing, fail_first=True)
@@ -125,6 +126,8 @@ def repeated(tracer: trace.Tracer, tracing: Tracing) -> None:
             trace.get_current_span().set_attribute("gateway.instance", None)  # type: ignore[arg-type]
     tracer.start_span("POST /openai/chat", kind=SpanKind.SERVER,
                       attributes={**REST, "url.query": ["a=1", "b=2"]}).end()
+    for port in (8000, 8000.0):  # equal, hashed alike, written otherwise
+        tracer.start_span("POST /openai/chat", kind=SpanKind.SERVER, attributes={**REST, "server.port": port}).end()
 
 
 SCENARIOS: dict[str, Callable[[trace.Tracer, Tracing], None]] = {
