@@ -26,7 +26,7 @@ from opentelemetry.trace.propagation import _SPAN_KEY
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.trace.span import _TRACECONTEXT_MAXIMUM_TRACESTATE_LENGTH, DEFAULT_TRACE_STATE
 
-from ._current import get_current
+from ._current import get_current, with_span
 
 _PATTERN = TraceContextTextMapPropagator._TRACEPARENT_HEADER_FORMAT_RE
 _MAX_TRACESTATE = _TRACECONTEXT_MAXIMUM_TRACESTATE_LENGTH
@@ -101,7 +101,7 @@ def remote_parent(traceparent: str | None, tracestates: list[str] | None,
 
 def parent_context(parent: SpanContext | None) -> Context:
     """The context ``propagate.extract`` makes for a caller's span context (None: no parent, a new trace)."""
-    return _EMPTY if parent is None else trace.set_span_in_context(NonRecordingSpan(parent), _EMPTY)
+    return _EMPTY if parent is None else with_span(NonRecordingSpan(parent), _EMPTY)
 
 
 def extract(traceparent: str | None, tracestates: list[str] | None, has_baggage: bool) -> Context | None:
