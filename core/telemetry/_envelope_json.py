@@ -27,6 +27,12 @@ from azure.monitor.opentelemetry.exporter._generated.exporter._utils.model_base 
     _is_readonly,
     _MyMutableMapping,
 )
+from azure.monitor.opentelemetry.exporter._generated.exporter.models import (
+    MonitorBase,
+    RemoteDependencyData,
+    RequestData,
+    TelemetryItem,
+)
 
 # datetimes, dataclasses and subclasses of str, int, float, dict, list to default() (orjson's own
 # forms differ from the json module's: "+00:00", no conversion to UTC, dataclasses as objects)
@@ -35,9 +41,55 @@ _READONLY: dict[type, frozenset[str]] = {}  # model class -> the REST names of i
 _stock_default: Callable[[Any], Any] = SdkJSONEncoder(exclude_readonly=True).default
 
 
+_new = object.__new__
+
+
+def model(cls: Any, data: dict[str, Any]) -> Any:
+    """A generated model over ``data`` (already in its REST form), without the generated
+    constructor's per-field (de)serialization. (``Model.__new__``, the class's one-time setup, must
+    have run once: see ``_envelopes.Envelopes``.)"""
+    item = _new(cls)
+    item._data = data
+    return item
+
+
+class RenderedItem(TelemetryItem):
+    """A telemetry item made as its JSON text (``text``: what :func:`encoded` writes for it, the
+    JSON value the stock encoder writes for the model) with the name of its data's type
+    (``base_type``: what the customer SDK stats count), both set by its maker
+    (``_envelopes.Envelopes.build``: ``object.__new__``, no constructor). Its model fields are read
+    from that text the first time anything asks (offline storage, the exporter's retry bookkeeping,
+    the tests), into the REST form the generated models keep: a batch sent at once never reads them."""
+
+    text: bytes
+    base_type: str
+
+    @property
+    def _data(self) -> dict[str, Any]:
+        data: dict[str, Any] | None = self.__dict__.get("_fields")
+        if data is None:
+            data = self.__dict__["_fields"] = orjson.loads(self.text)
+            base = data["data"]["baseData"]
+            base["kind"] = self.base_type  # the discriminator (read-only: not sent, kept in offline storage)
+            monitor = model(MonitorBase, {"baseData": model(_BASE_TYPES[self.base_type], base),
+                                          "baseType": self.base_type})
+            monitor._deserialized_baseType = True  # read as it is (customer SDK stats read it)
+            data["data"] = monitor
+        return data
+
+    @_data.setter
+    def _data(self, value: dict[str, Any]) -> None:
+        self.__dict__["_fields"] = value
+
+
+_BASE_TYPES = {cls.__name__: cls for cls in (RequestData, RemoteDependencyData)}  # what RenderedItems hold
+
+
 def _default(value: Any) -> Any:
     """What the json module with ``SdkJSONEncoder`` writes for ``value``, in types orjson writes
     the same way (a TypeError: orjson gives up, the item goes the stock way)."""
+    if type(value) is RenderedItem:
+        return orjson.Fragment(value.text)
     readonly = _READONLY.get(type(value))
     if readonly is None:
         if not getattr(value, "_is_model", False):
@@ -96,6 +148,9 @@ def encoded(items: list[Any]) -> bytes | None:
         return content
     parts = []
     for item in items:  # one at a time (slower: each its own bytes)
+        if type(item) is RenderedItem:
+            parts.append(item.text)
+            continue
         try:
             part = orjson.dumps(item, default=_default, option=_OPTIONS)
         except (TypeError, ValueError):

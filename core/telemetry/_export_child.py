@@ -47,11 +47,11 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
 
 if __package__:  # imported (tests)
-    from ._envelope_json import fast_track
+    from ._envelope_json import RenderedItem, fast_track
     from ._envelopes import Envelopes
 else:  # run as a script: its sibling modules, not the gateway's package
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from _envelope_json import fast_track  # type: ignore[import-not-found,no-redef]
+    from _envelope_json import RenderedItem, fast_track  # type: ignore[import-not-found,no-redef]
     from _envelopes import Envelopes  # type: ignore[import-not-found,no-redef]
 
 _HEADER = struct.Struct(">I")
@@ -136,6 +136,8 @@ class _Exporter(AzureMonitorTraceExporter):
 def telemetry_type(item: Any) -> str:
     """``_get_telemetry_type``: the customer SDK stats' name of an item's type, read from the REST
     form (the generated ``item.data.base_type`` descriptors cost several times more)."""
+    if type(item) is RenderedItem:
+        return _TYPE_MAP.get(item.base_type, _UNKNOWN)
     try:
         base_type = item._data["data"]._data["baseType"]
     except (AttributeError, KeyError, TypeError):
