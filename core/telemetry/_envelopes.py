@@ -185,7 +185,8 @@ class Envelopes:
         is kept here (so no other dict can take its id), until 256 are kept."""
         if len(self._shared) >= 256:
             self._shared.clear()
-        plan = self._plan(kind, static, True)  # the kind's gen_ai.system check: on the span's keys (build)
+        # (the kind's gen_ai.system check: on the span's keys, in build; the plan kept by keys, as the spans' own)
+        plan = _kept(self._plans, (kind, True, *static), self._plan, kind, static, True)
         properties: dict[str, str] | None = None
         if plan is not None:
             properties = {}
