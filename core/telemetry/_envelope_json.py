@@ -1,15 +1,17 @@
 """JSON forms of the export process: a batch of telemetry items as the exporter's client sends it
-(made by orjson), an envelope's time and duration as the exporter writes them.
+(made by orjson), an item made as its JSON text (:class:`RenderedItem`), an envelope's time and
+duration as the exporter writes them.
 
 The generated client's ``track`` serializes a list of items with
 ``json.dumps(body, cls=SdkJSONEncoder, exclude_readonly=True)``: the json module's Python
 encoder calling ``SdkJSONEncoder.default`` for every model, which lists the model's read-only
 fields each time (about a third of the export process's CPU). Given bytes, ``track`` posts them as
 they are. :func:`encoded` makes those bytes with orjson: a model is its REST form minus its
-read-only fields (found once per model class, as ``SdkJSONEncoder`` decides them); everything else
-as the json module writes it, and an item orjson would write differently, or cannot write, the
-stock way. The same JSON value reaches the ingestion endpoint (tests/core/telemetry/test_envelopes.py
-compares them); the text differs only in spacing and in non-ASCII characters being UTF-8 rather
+read-only fields (found once per model class, as ``SdkJSONEncoder`` decides them); a
+:class:`RenderedItem` is its text as it is; everything else as the json module writes it, and an
+item orjson would write differently, or cannot write, the stock way. The same JSON value reaches
+the ingestion endpoint (tests/core/telemetry/test_envelopes.py compares them); the text differs
+only in spacing and in non-ASCII characters being UTF-8 rather
 than ``\\u`` escapes.
 """
 

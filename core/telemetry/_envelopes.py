@@ -2,10 +2,12 @@
 pipe's records (``_span_pipe.span_record``, ``PipeSpan.record``) in the export process.
 
 The exporter's own conversion rebuilds a ``ReadableSpan`` and passes each field through the
-generated models' (de)serializers: ~0.7 ms a span. :class:`Envelopes` builds the same items into
-the models' REST form directly, for the spans whose shape it knows (request spans of both hosts,
-GenAI attempt spans) and leaves every other span to the exporter. Imported by ``_export_child.py``
-(as its sibling when that runs as a script) and by the tests, which compare both ways.
+generated models' (de)serializers: ~0.7 ms a span. :class:`Envelopes` writes the same items
+directly as the JSON text the batch carries (``_envelope_json.RenderedItem``: the models' fields
+read back from it only on the exporter's failure paths), for the spans whose shape it knows
+(request spans of both hosts, GenAI attempt spans) and leaves every other span to the exporter.
+Imported by ``_export_child.py`` (as its sibling when that runs as a script) and by the tests,
+which compare both ways.
 """
 
 from __future__ import annotations
@@ -85,8 +87,8 @@ def _typed(values: tuple[Any, ...]) -> tuple[Any, ...]:
 
 
 class Envelopes:
-    """Telemetry items of the spans the gateway makes, built directly (no ``ReadableSpan``, no
-    generated-model constructors): REST and gRPC request spans and GenAI dependency spans with no
+    """Telemetry items of the spans the gateway makes, written directly as their JSON text (no
+    ``ReadableSpan``, no generated models): REST and gRPC request spans and GenAI dependency spans with no
     events, no links and only the standard attributes listed above. :meth:`build` returns None for
     any other span: it goes through the exporter's own conversion. The items are the ones
     ``_convert_span_to_envelope`` makes (tests/core/telemetry/test_envelopes.py compares them).
@@ -96,7 +98,7 @@ class Envelopes:
     a record's shared attributes (a request span's start attributes, an instance's attributes of an
     attempt span: one dict per chunk of records, see ``_span_pipe``); a request's name, url, result
     code and status class; a dependency's name, type and target (each keyed by the values it is
-    made from and their types)."""
+    made from and their types, kept as JSON text); the tags every item shares, as JSON text."""
 
     def __init__(self, resource: Resource, instrumentation_key: str | None) -> None:
         tags = {str(getattr(k, "value", k)): v for k, v in

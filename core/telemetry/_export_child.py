@@ -6,8 +6,8 @@ whether to ingest with a managed identity, the resource attributes), then batche
 batch goes through the real ``AzureMonitorTraceExporter``'s ``export`` (transport, retries, offline
 storage, Entra credential as in-process). Only the envelope of each span is made differently for
 the spans the gateway itself makes (``_envelopes.Envelopes``: request spans of the hosts, GenAI attempt
-spans): built straight from the record into the generated models' REST form, about a tenth of the
-CPU of the exporter's conversion (a ``ReadableSpan`` rebuilt, then each field through the generated
+spans): written straight from the record as the envelope's JSON text, a few hundredths of the CPU
+of the exporter's conversion (a ``ReadableSpan`` rebuilt, then each field through the generated
 models' (de)serializers), same envelopes. Every other span (Azure SDK calls, spans with events or
 links, unknown attributes) is rebuilt as a ``ReadableSpan`` and converted by the exporter. The
 exporter's client posts each batch as JSON made by orjson (:mod:`_envelope_json`: the same JSON

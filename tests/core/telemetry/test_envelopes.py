@@ -111,6 +111,8 @@ def others(tracer: trace.Tracer, tracing: Tracing) -> None:
                       attributes={"gen_ai.system": "azure.ai.openai"}).end()
     tracer.start_span("user agent", kind=SpanKind.SERVER, attributes={**REST, "user_agent.original": "AlwaysOn"}).end()
     tracer.start_span("client", kind=SpanKind.SERVER, attributes={**REST, "client.address": "10.0.0.1"}).end()
+    lone = {**REST, "gateway.tenant": "contoso\ud800"}  # not UTF-8: orjson refuses it, the json module escapes it
+    tracer.start_span("lone surrogate", kind=SpanKind.SERVER, attributes=lone).end()
 
 
 def repeated(tracer: trace.Tracer, tracing: Tracing) -> None:
