@@ -26,5 +26,4 @@ def own_temp_dir(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempP
     monkeypatch.setenv("TMPDIR", temp)
     monkeypatch.setattr(tempfile, "tempdir", temp)
     yield
-    monkeypatch.undo()
     shutil.rmtree(temp, ignore_errors=True)

@@ -10,9 +10,9 @@ spans): written straight from the record as the envelope's JSON text, a few hund
 of the exporter's conversion (a ``ReadableSpan`` rebuilt, then each field through the generated
 models' (de)serializers), same envelopes. Every other span (Azure SDK calls, spans with events or
 links, unknown attributes) is rebuilt as a ``ReadableSpan`` and converted by the exporter. The
-exporter's client posts each batch as JSON made by orjson (:mod:`_envelope_json`: the same JSON
-value as its own encoder's, for a fifth of its CPU), and the start-up heap is frozen out of
-the garbage collector.
+exporter's client posts each batch as the rendered envelopes' text and orjson's JSON of the
+others (:mod:`_envelope_json`: the same JSON value as its own encoder's, for a fifth of its CPU),
+and the start-up heap is frozen out of the garbage collector.
 
 At end of input (the parent closed the pipe or died) it exports what it has and exits; SIGINT
 and SIGTERM are ignored so that a signal sent to the whole process group cannot cut the parent's
