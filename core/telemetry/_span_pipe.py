@@ -6,7 +6,8 @@ the tracer provider's span processor instead of a ``BatchSpanProcessor``: ``on_e
 span into a compact tuple (:func:`span_record`); every :data:`CHUNK` records are pickled together
 (names, attribute keys and the attributes spans share, e.g. an instance's, go once a chunk, not
 once a span) and the bytes appended to a bounded queue; a thread writes queued chunks, a batch at
-a time, length-prefixed, to the stdin of ``_export_child.py``, where the real
+a time (a full one whenever one is queued, everything on the schedule), length-prefixed, to the
+stdin of ``_export_child.py``, where the real
 ``AzureMonitorTraceExporter`` builds and posts the envelopes on another core. A span is bytes
 within a chunk of its end: nothing of it waits in the queue for the garbage collector to walk
 (queued span objects lived long enough to reach the oldest generation, and made full collections
@@ -139,8 +140,11 @@ class SpanPipe(SpanProcessor):
             self._put(span_record(span))
 
     def put(self, span: PipeSpan) -> None:
-        """Queue a sampled :class:`PipeSpan` at its end."""
-        self._put(span.record())
+        """Queue a sampled :class:`PipeSpan` at its end (``_put``, inline: twice a request)."""
+        pending = self._pending
+        pending.append(span.record())
+        if len(pending) >= self._chunk:
+            self._pack()
 
     def _put(self, record: tuple[Any, ...]) -> None:
         pending = self._pending
@@ -211,14 +215,23 @@ class SpanPipe(SpanProcessor):
 
     def _run(self) -> None:
         while not self._stopping:
-            self._wake.wait(min(self._delay, self._backoff) if self._broken else self._delay)
+            woken = self._wake.wait(min(self._delay, self._backoff) if self._broken else self._delay)
             self._wake.clear()
             if self._broken and not self._stopping and time.monotonic() >= self._restart_at:
                 self._restart()
-            self._pack_all()
+            if woken and not self._stopping:  # a full batch queued: full batches only, the rest with the next
+                self._send_queued(full_only=True)
+                continue
+            self._pack_all()  # the schedule (OTEL_BSP_SCHEDULE_DELAY): everything
             self._send_queued()
 
-    def _send_queued(self) -> None:
+    def _send_queued(self, *, full_only: bool = False) -> None:
+        """Send the queue in batches of ``OTEL_BSP_MAX_EXPORT_BATCH_SIZE`` spans (the export process
+        exports each message as one batch: one request to the ingestion endpoint). ``full_only``: a
+        last batch smaller than that stays queued, to go first in the next one. Sending the remainder
+        at once, as woken, made a second request of a few spans after many full ones (the queue grows
+        while the writer waits for the GIL); each request costs the export process ~10 ms of CPU, and
+        without them it uses about a fifth less (~105 to ~85 µs a traced request, concurrency 16)."""
         queue = self._queue
         with self._send_lock:
             while queue and not self._broken:
@@ -226,6 +239,9 @@ class SpanPipe(SpanProcessor):
                 while queue and spans < self._batch:
                     batch.append(queue.popleft())
                     spans += batch[-1][0]
+                if full_only and spans < self._batch:
+                    queue.extendleft(reversed(batch))
+                    return
                 if not self._send(b"".join(blob for _, blob in batch)):  # pickles, one after another
                     queue.extendleft(reversed(batch))  # for the next export process (it never saw them; still counted)
                     continue

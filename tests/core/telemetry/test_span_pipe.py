@@ -199,6 +199,35 @@ async def test_a_dead_export_process_is_replaced_and_nothing_made_meanwhile_is_l
         assert len(ingestion.of_type("RemoteDependencyData")) == 200
 
 
+
+async def test_each_request_to_the_ingestion_endpoint_is_a_whole_batch_while_spans_keep_coming() -> None:
+    """Spans queued beyond a full batch (``OTEL_BSP_MAX_EXPORT_BATCH_SIZE``) go first in the next
+    batch, or on the schedule: never in a request of their own right after the full one (each
+    request costs the export process as much as hundreds of spans)."""
+    async with ingestion_standin() as ingestion:
+        provider, pipe = pipe_to(ingestion, OTEL_BSP_SCHEDULE_DELAY="600000", OTEL_BSP_MAX_EXPORT_BATCH_SIZE="64")
+        tracer = provider.get_tracer("t")
+        switch = sys.getswitchinterval()
+        sys.setswitchinterval(5.0)  # the writer, woken at 64 spans, gets the GIL once all 96 are queued
+        try:
+            for i in range(96):
+                tracer.start_span(f"POST /openai/chat {i}", kind=SpanKind.SERVER).end()
+        finally:
+            sys.setswitchinterval(switch)
+
+        def sizes() -> list[int]:
+            return [sum(e["data"]["baseType"] == "RequestData" for e in json.loads(body))
+                    for body in ingestion.bodies if '"RequestData"' in body]
+
+        await ingestion.wait_for(lambda: sum(sizes()) >= 64)
+        await asyncio.sleep(1.0)  # (the old writer sent the 32 left straight after the 64)
+        assert sizes() == [64]
+        await asyncio.to_thread(pipe.force_flush)
+        await ingestion.wait_for(lambda: sum(sizes()) >= 96)
+        assert sizes() == [64, 32]
+        await asyncio.to_thread(provider.shutdown)
+        assert pipe.dropped == 0
+
 HOST = textwrap.dedent("""
     import glob, json, os, sys
     from opentelemetry import trace
