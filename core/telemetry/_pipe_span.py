@@ -29,6 +29,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, Decision, ParentBased, Sampler
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 from opentelemetry.util._decorator import _agnosticcontextmanager
 from opentelemetry.util.types import Attributes, AttributeValue
 
@@ -38,7 +39,9 @@ _FLAGS = {(sampled, random): TraceFlags((TraceFlags.SAMPLED if sampled else Trac
                                         | (TraceFlags.RANDOM_TRACE_ID if random else 0))
           for sampled in (False, True, 0, 1) for random in (False, True, 0, 2)}  # (sampled, random trace id) -> flags
 _SAMPLED, _SAMPLED_RANDOM = _FLAGS[True, False], _FLAGS[True, True]
+_BY_BITS = tuple(_FLAGS[bits & 1, bits & 2] for bits in range(4))  # a parent's flags & 3 -> the child's flags
 _UNSET = Status(StatusCode.UNSET)
+_new_tuple = tuple.__new__
 
 
 def _parent_decides(sampler: Sampler) -> bool:
@@ -87,7 +90,8 @@ class PipeSpan(trace.Span):
         state = ctx[4]
         code, description = (0, None) if status is _UNSET else (status.status_code.value, status.description)
         return (
-            self._name, ctx[0], ctx[1], int(ctx[3]), state.to_header() if state else "",
+            self._name, ctx[0], ctx[1], int(ctx[3]),
+            "" if state is DEFAULT_TRACE_STATE or not state else state.to_header(),  # (no len() call: most have none)
             (parent[1], parent[2]) if parent is not None else None,
             self._kind._value_, self._start, self._end, self._attributes, self._events,
             [(link.context.trace_id, link.context.span_id, int(link.context.trace_flags), dict(link.attributes or {}))
@@ -209,8 +213,9 @@ class PipeTracer(trace.Tracer):
         else:  # the parent's trace, its sampling decision, its trace state
             flags = parent[3]
             span_id = random.getrandbits(64) if self._random_ids else 0  # (RandomIdGenerator's draw, without its call)
-            span_context = self._context(parent[0], span_id or ids.generate_span_id(), False,
-                                         _FLAGS[flags & 1, flags & 2], parent[4])
+            span_context = (_new_tuple(SpanContext, (parent[0], span_id, False, _BY_BITS[flags & 3], parent[4], True))
+                            if span_id else self._context(parent[0], ids.generate_span_id(), False,
+                                                          _BY_BITS[flags & 3], parent[4]))
             if not flags & 1:
                 return trace.NonRecordingSpan(span_context)
         return PipeSpan(self._queue, name, span_context, parent, kind, attributes, (), self._scope, time_ns(), static,

@@ -26,12 +26,13 @@ from urllib.parse import urlsplit
 
 import orjson
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanContext, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation import _SPAN_KEY
 
 from .._errors import GatewayError
 from .._values import ChatMessage, Completion
-from ._current import attach, detach, get_current, with_span
+from ._current import attach, detach, get_current
 
 PROVIDER = "azure.ai.openai"
 Operation = Literal["chat", "embeddings"]
@@ -76,7 +77,8 @@ class Attempt:
 
     def __enter__(self) -> Attempt:
         assert self._span is not None
-        self._token = attach(with_span(self._span))  # current: the upstream call carries it
+        # current, so the upstream call carries it (with_span's context, without its call)
+        self._token = attach(Context({**get_current(), _SPAN_KEY: self._span}))
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
@@ -179,7 +181,7 @@ class Tracing:
         """
         if self._tracer is None:
             return _NO_SPAN
-        server = cast("Span | None", get_current().get(_SPAN_KEY))
+        server: Span | None = get_current().get(_SPAN_KEY)  # type: ignore[assignment]  # (no cast() call)
         if server is not None and server.is_recording():  # the host's request span: who was served, by which instance
             server.set_attributes({"gateway.tenant": tenant, "gateway.instance": instance, "gateway.limited": False})
         key = (operation, model, endpoint, instance)

@@ -14,7 +14,7 @@ through ``propagate`` as before: :func:`extract` returns None for the caller to 
 from __future__ import annotations
 
 import enum
-from typing import Final, Literal, cast
+from typing import Final, Literal
 
 from opentelemetry import propagate, trace
 from opentelemetry.baggage import _BAGGAGE_KEY
@@ -35,14 +35,16 @@ _FLAGS = {f"{value:02x}": TraceFlags(value) for value in range(256)}  # the patt
 _HEX = {int(flags): text for text, flags in _FLAGS.items()}
 _EMPTY = Context()
 _new_tuple = tuple.__new__
+_global_textmap = propagate.get_global_textmap
 
 
 def valid_span_context(trace_id: int, span_id: int, is_remote: bool, flags: TraceFlags,
                        state: TraceState | None) -> SpanContext:
     """``SpanContext(trace_id, span_id, is_remote, flags, state)`` for ids the caller knows are valid
     (non-zero, in range): the tuple ``SpanContext.__new__`` builds, without its Python-level call
-    (a few µs each on the serving loop, three times a request). tests/core/telemetry/test_w3c.py
-    holds it equal to the constructor's."""
+    (a few µs each on the serving loop, three times a request; :func:`remote_parent` and
+    ``PipeTracer.start_under`` under a parent write the same tuple inline, without this call either).
+    tests/core/telemetry/test_w3c.py holds it equal to the constructor's."""
     return _new_tuple(SpanContext, (trace_id, span_id, is_remote, flags,
                                     DEFAULT_TRACE_STATE if state is None else state, True))
 
@@ -64,7 +66,7 @@ class _Default:
         self.answer = False
 
     def __call__(self) -> bool:
-        current = propagate.get_global_textmap()
+        current = _global_textmap()
         if current is not self.seen:
             composite = type(current) is CompositePropagator
             found = [type(p) for p in getattr(current, "_propagators", ())] if composite else []
@@ -96,7 +98,8 @@ def remote_parent(traceparent: str | None, tracestates: list[str] | None,
         if sum(len(value) for value in tracestates) + len(tracestates) - 1 > _MAX_TRACESTATE:
             return ASK  # the propagator's warning and its answer
         state = TraceState.from_header(tracestates)
-    return valid_span_context(int(trace_id, 16), int(span_id, 16), True, _FLAGS[flags], state)  # ids checked above
+    return _new_tuple(SpanContext, (int(trace_id, 16), int(span_id, 16), True, _FLAGS[flags],  # ids checked above:
+                                    DEFAULT_TRACE_STATE if state is None else state, True))  # valid_span_context's
 
 
 def parent_context(parent: SpanContext | None) -> Context:
@@ -117,7 +120,7 @@ def inject(headers: dict[str, str]) -> dict[str, str]:
     Does nothing without a valid current span, so it costs next to nothing when tracing is off.
     """
     current = get_current()  # one lookup for the span and the baggage
-    span = cast("trace.Span | None", current.get(_SPAN_KEY))
+    span: trace.Span | None = current.get(_SPAN_KEY)  # type: ignore[assignment]  # the API keeps a span there
     if span is None:
         return headers
     ids = span.get_span_context()
@@ -128,7 +131,7 @@ def inject(headers: dict[str, str]) -> dict[str, str]:
         return headers
     headers["traceparent"] = traceparent(ids)
     state = ids[4]
-    if state:
+    if state is not DEFAULT_TRACE_STATE and state:  # (the default one is empty: no len() call)
         headers["tracestate"] = state.to_header()
     return headers
 
