@@ -27,7 +27,6 @@ from fastapi.telemetry._asgi import _HEADERS_GETTER, _SCHEMA_URL, _SENSITIVE_QUE
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind, StatusCode
-from opentelemetry.trace.propagation import _SPAN_KEY
 from starlette.datastructures import Headers
 
 from core import own_tracer
@@ -92,7 +91,7 @@ class RequestSpans:
         span: trace.Span
         if parent is not ASK and self._direct is not None:
             span = self._direct(parent, name, SpanKind.SERVER, {}, attributes)  # the cached start: shared
-            within = Context({_SPAN_KEY: span})  # with_span(span, _EMPTY), without its call
+            within = with_span(span, _EMPTY)
         else:
             extracted = (propagate.extract(Headers(scope=scope), getter=_HEADERS_GETTER) if parent is ASK
                          else parent_context(parent))

@@ -41,7 +41,6 @@ _FLAGS = {(sampled, random): TraceFlags((TraceFlags.SAMPLED if sampled else Trac
 _SAMPLED, _SAMPLED_RANDOM = _FLAGS[True, False], _FLAGS[True, True]
 _BY_BITS = tuple(_FLAGS[bits & 1, bits & 2] for bits in range(4))  # a parent's flags & 3 -> the child's flags
 _UNSET = Status(StatusCode.UNSET)
-_new_tuple = tuple.__new__
 
 
 def _parent_decides(sampler: Sampler) -> bool:
@@ -213,9 +212,8 @@ class PipeTracer(trace.Tracer):
         else:  # the parent's trace, its sampling decision, its trace state
             flags = parent[3]
             span_id = random.getrandbits(64) if self._random_ids else 0  # (RandomIdGenerator's draw, without its call)
-            span_context = (_new_tuple(SpanContext, (parent[0], span_id, False, _BY_BITS[flags & 3], parent[4], True))
-                            if span_id else self._context(parent[0], ids.generate_span_id(), False,
-                                                          _BY_BITS[flags & 3], parent[4]))
+            span_context = self._context(parent[0], span_id or ids.generate_span_id(), False,
+                                         _BY_BITS[flags & 3], parent[4])
             if not flags & 1:
                 return trace.NonRecordingSpan(span_context)
         return PipeSpan(self._queue, name, span_context, parent, kind, attributes, (), self._scope, time_ns(), static,

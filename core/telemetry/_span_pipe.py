@@ -140,11 +140,8 @@ class SpanPipe(SpanProcessor):
             self._put(span_record(span))
 
     def put(self, span: PipeSpan) -> None:
-        """Queue a sampled :class:`PipeSpan` at its end (``_put``, inline: twice a request)."""
-        pending = self._pending
-        pending.append(span.record())
-        if len(pending) >= self._chunk:
-            self._pack()
+        """Queue a sampled :class:`PipeSpan` at its end."""
+        self._put(span.record())
 
     def _put(self, record: tuple[Any, ...]) -> None:
         pending = self._pending

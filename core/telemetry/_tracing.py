@@ -26,13 +26,12 @@ from urllib.parse import urlsplit
 
 import orjson
 from opentelemetry import trace
-from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanContext, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation import _SPAN_KEY
 
 from .._errors import GatewayError
 from .._values import ChatMessage, Completion
-from ._current import attach, detach, get_current
+from ._current import attach, detach, get_current, with_span
 
 PROVIDER = "azure.ai.openai"
 Operation = Literal["chat", "embeddings"]
@@ -77,8 +76,7 @@ class Attempt:
 
     def __enter__(self) -> Attempt:
         assert self._span is not None
-        # current, so the upstream call carries it (with_span's context, without its call)
-        self._token = attach(Context({**get_current(), _SPAN_KEY: self._span}))
+        self._token = attach(with_span(self._span))  # current: the upstream call carries it
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,

@@ -35,16 +35,14 @@ _FLAGS = {f"{value:02x}": TraceFlags(value) for value in range(256)}  # the patt
 _HEX = {int(flags): text for text, flags in _FLAGS.items()}
 _EMPTY = Context()
 _new_tuple = tuple.__new__
-_global_textmap = propagate.get_global_textmap
 
 
 def valid_span_context(trace_id: int, span_id: int, is_remote: bool, flags: TraceFlags,
                        state: TraceState | None) -> SpanContext:
     """``SpanContext(trace_id, span_id, is_remote, flags, state)`` for ids the caller knows are valid
     (non-zero, in range): the tuple ``SpanContext.__new__`` builds, without its Python-level call
-    (a few µs each on the serving loop, three times a request; :func:`remote_parent` and
-    ``PipeTracer.start_under`` under a parent write the same tuple inline, without this call either).
-    tests/core/telemetry/test_w3c.py holds it equal to the constructor's."""
+    (a few µs each on the serving loop, three times a request). tests/core/telemetry/test_w3c.py
+    holds it equal to the constructor's."""
     return _new_tuple(SpanContext, (trace_id, span_id, is_remote, flags,
                                     DEFAULT_TRACE_STATE if state is None else state, True))
 
@@ -66,7 +64,7 @@ class _Default:
         self.answer = False
 
     def __call__(self) -> bool:
-        current = _global_textmap()
+        current = propagate.get_global_textmap()
         if current is not self.seen:
             composite = type(current) is CompositePropagator
             found = [type(p) for p in getattr(current, "_propagators", ())] if composite else []
@@ -98,8 +96,7 @@ def remote_parent(traceparent: str | None, tracestates: list[str] | None,
         if sum(len(value) for value in tracestates) + len(tracestates) - 1 > _MAX_TRACESTATE:
             return ASK  # the propagator's warning and its answer
         state = TraceState.from_header(tracestates)
-    return _new_tuple(SpanContext, (int(trace_id, 16), int(span_id, 16), True, _FLAGS[flags],  # ids checked above:
-                                    DEFAULT_TRACE_STATE if state is None else state, True))  # valid_span_context's
+    return valid_span_context(int(trace_id, 16), int(span_id, 16), True, _FLAGS[flags], state)  # ids checked above
 
 
 def parent_context(parent: SpanContext | None) -> Context:
