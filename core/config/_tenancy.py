@@ -127,6 +127,14 @@ class TelemetrySettings(_Section):
     managed_identity_client_id: str = ""  # user-assigned identity; empty = system-assigned
     capture_content: bool = False  # prompt and completion text on the spans (gen_ai.*.messages)
     live_metrics: bool = False  # Live Metrics stream (sends data continuously; off by default)
+    # The span export process's CPU scheduling (Linux): "idle" runs it only on CPU time nothing
+    # else wants (serving first; spans dropped and counted if it falls behind), "normal" like the gateway.
+    export_priority: Literal["idle", "normal"] = "idle"
+
+    @field_validator("export_priority", mode="before")
+    @classmethod
+    def _lower_priority(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
 
 def check_auth(auth: AuthSettings) -> None:

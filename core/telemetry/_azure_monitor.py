@@ -110,7 +110,7 @@ def _install_tracer_provider(settings: TelemetrySettings, environ: Mapping[str, 
 
         processor = register(SpanPipe({
             "connection_string": options["connection_string"], "use_entra": settings.use_entra,
-            "managed_identity_client_id": settings.managed_identity_client_id,
+            "managed_identity_client_id": settings.managed_identity_client_id, "priority": settings.export_priority,
             "resource": dict(resource.attributes)}, environ), None if settings.live_metrics else provider)
     else:
         from azure.monitor.opentelemetry.exporter import AzureMonitorTraceExporter

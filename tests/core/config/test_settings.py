@@ -108,6 +108,7 @@ def test_no_key_vault_is_read_without_key_vault_name(sample_file):
      "greater than or equal to 1"),
     ({"Gateway__CircuitBreaker__Failures": "none"}, "Gateway:CircuitBreaker:Failures", "integer"),
     ({"Gateway__MaxWaitSeconds": "-1"}, "Gateway:MaxWaitSeconds", "greater than or equal to 0"),
+    ({"Telemetry__ExportPriority": "high"}, "Telemetry:ExportPriority", "'idle' or 'normal'"),
 ])
 def test_invalid_configuration_fails_at_start_naming_the_key(sample_file, env, key, words):
     with pytest.raises(ConfigurationError) as caught:

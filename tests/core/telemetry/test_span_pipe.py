@@ -268,3 +268,54 @@ async def test_both_export_modes_send_the_same_telemetry(mode: str, children: in
         assert dep["tags"]["ai.cloud.role"] == request["tags"]["ai.cloud.role"] == "host-test"
         assert dep["data"]["baseData"]["type"] == "GenAI | azure.ai.openai"
         assert props(dep["data"]["baseData"])["gen_ai.usage.input_tokens"] == "3"
+
+
+PRIORITY_HOST = textwrap.dedent("""
+    import glob, os, sys
+    from opentelemetry import trace
+    from opentelemetry.trace import SpanKind
+    from core import configure_telemetry, load_settings
+
+    assert configure_telemetry(load_settings(environ=os.environ), os.environ, service_name="host-test",
+                               export_process=True)
+    with trace.get_tracer("host").start_as_current_span("POST /openai/chat", kind=SpanKind.SERVER):
+        pass
+    trace.get_tracer_provider().force_flush()
+    children = [c for f in glob.glob(f"/proc/{os.getpid()}/task/*/children") for c in open(f).read().split()]
+    print(*children, flush=True)
+    sys.stdin.read()  # until the test has looked at the export process
+    trace.get_tracer_provider().shutdown()
+""")
+
+
+def start_host(script: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env=env, text=True,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+
+
+def policies(pid: int) -> set[int]:
+    """The CPU scheduling policy of each thread of a process, as the kernel reports it."""
+    return {os.sched_getscheduler(int(tid)) for tid in os.listdir(f"/proc/{pid}/task")}
+
+
+@pytest.mark.parametrize(("setting", "policy"), [(None, "SCHED_IDLE"), ("Normal", "SCHED_OTHER")])
+async def test_the_export_process_runs_on_cpu_time_serving_leaves_unless_told_otherwise(
+        setting: str | None, policy: str) -> None:
+    """``Telemetry:ExportPriority``: by default (idle) the kernel runs the export process only on
+    CPU time nothing else wants, so a request never waits behind an export batch; the host's own
+    threads keep the normal policy. ``normal``: the export process competes like the host."""
+    async with ingestion_standin() as ingestion:
+        env = {**ingestion.environment(), "PYTHONPATH": str(ROOT)}
+        if setting is not None:
+            env["Telemetry__ExportPriority"] = setting
+        host = start_host(PRIORITY_HOST, env)
+        assert host.stdin is not None and host.stdout is not None
+        try:
+            [child] = map(int, (await asyncio.to_thread(host.stdout.readline)).split())
+            # its span received: the export process has read its configuration and set its policy
+            await ingestion.wait_for(lambda: bool(ingestion.of_type("RequestData")))
+            assert policies(child) == {getattr(os, policy)}
+            assert policies(host.pid) == {os.SCHED_OTHER}
+        finally:
+            host.stdin.close()
+            assert await asyncio.to_thread(host.wait, 60) == 0
