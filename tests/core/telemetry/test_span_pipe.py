@@ -302,8 +302,8 @@ def policies(pid: int) -> set[int]:
 async def test_the_export_process_runs_on_cpu_time_serving_leaves_unless_told_otherwise(
         setting: str | None, policy: str) -> None:
     """``Telemetry:ExportPriority``: by default (idle) the kernel runs the export process only on
-    CPU time nothing else wants, so a request never waits behind an export batch; the host's own
-    threads keep the normal policy. ``normal``: the export process competes like the host."""
+    CPU time nothing else wants, so a request does not wait a time slice behind an export batch; the
+    host's own threads keep the normal policy. ``normal``: the export process competes like the host."""
     async with ingestion_standin() as ingestion:
         env = {**ingestion.environment(), "PYTHONPATH": str(ROOT)}
         if setting is not None:
@@ -311,11 +311,16 @@ async def test_the_export_process_runs_on_cpu_time_serving_leaves_unless_told_ot
         host = start_host(PRIORITY_HOST, env)
         assert host.stdin is not None and host.stdout is not None
         try:
-            [child] = map(int, (await asyncio.to_thread(host.stdout.readline)).split())
+            [child] = map(int, (await asyncio.wait_for(asyncio.to_thread(host.stdout.readline), 60)).split())
             # its span received: the export process has read its configuration and set its policy
             await ingestion.wait_for(lambda: bool(ingestion.of_type("RequestData")))
             assert policies(child) == {getattr(os, policy)}
             assert policies(host.pid) == {os.SCHED_OTHER}
         finally:
             host.stdin.close()
-            assert await asyncio.to_thread(host.wait, 60) == 0
+            try:
+                code = await asyncio.to_thread(host.wait, 60)
+            except subprocess.TimeoutExpired:
+                host.kill()
+                raise
+        assert code == 0
